@@ -1,0 +1,5 @@
+"""Allows `python -m minerwatch`."""
+
+from minerwatch.cli import main
+
+main()

@@ -1,0 +1,63 @@
+"""The allowlist of known-good heavy programs (backups, encoders, builds) from the config file."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+ALLOWLIST_KEYS = ("name", "exe", "user", "sha256")
+
+
+@dataclass(frozen=True)
+class AllowRule:
+    """Matches a process when every key it sets matches; `exe` and `name` accept shell globs."""
+
+    name: Optional[str] = None
+    exe: Optional[str] = None
+    user: Optional[str] = None
+    sha256: Optional[str] = None
+    where: str = ""  # file:line of the rule, for logs
+
+    def matches(self, comm: str, exe: str, user: str, sha256: Callable[[], str]) -> bool:
+        if self.name is not None and not fnmatch.fnmatchcase(comm, self.name):
+            return False
+        if self.exe is not None and not fnmatch.fnmatchcase(exe, self.exe):
+            return False
+        if self.user is not None and user != self.user:
+            return False
+        # Hashing is the costly check: only once every cheaper key matched.
+        if self.sha256 is not None and sha256().lower() != self.sha256.lower():
+            return False
+        return True
+
+
+class Allowlist:
+    def __init__(self, rules: List[AllowRule]):
+        self.rules = list(rules)
+
+    def __bool__(self) -> bool:
+        return bool(self.rules)
+
+    def matches(self, comm: str, exe: str, user: str, exe_path: str) -> bool:
+        digest: List[str] = []
+
+        def sha256() -> str:
+            if not digest:
+                digest.append(file_sha256(exe_path))
+            return digest[0]
+
+        return any(rule.matches(comm, exe, user, sha256) for rule in self.rules)
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a file, "" when it cannot be read (never matches an allowlist hash)."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError:
+        return ""
+    return h.hexdigest()

@@ -1,0 +1,96 @@
+"""Assembles the exporter from options: config, the shared process table, the enabled collectors."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional
+
+from prometheus_client import PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from minerwatch import __version__, config as config_module
+from minerwatch.allowlist import Allowlist
+from minerwatch.proc_reader import default_reader
+from minerwatch.process_table import ProcessSettings, ProcessTable
+from minerwatch.registry import Collector, CollectorRunner, Context, available
+from minerwatch.signatures import Signatures
+
+
+@dataclass
+class Options:
+    """Everything the command line decides; None means 'use the config file or the default'."""
+
+    config_file: Optional[str] = None
+    procfs: str = "/proc"
+    sysfs: str = "/sys"
+    collectors: Dict[str, bool] = field(default_factory=dict)  # name -> explicitly on/off
+    disable_defaults: bool = False
+    top_k: Optional[int] = None
+    max_suspects: Optional[int] = None
+    reader: str = "auto"  # auto | procfs | psutil
+
+
+def enabled_collectors(options: Options) -> List[str]:
+    names = []
+    for name, cls in available().items():
+        default = cls.default_enabled and not options.disable_defaults
+        if options.collectors.get(name, default):
+            names.append(name)
+    return names
+
+
+def build_context(options: Options) -> Context:
+    """Config and the process table; raises ConfigError on a bad config file."""
+    config = config_module.load(options.config_file)
+    settings = ProcessSettings()
+    for key in ("top_k", "max_suspects", "top_min_cpu_cores", "suspect_busy_cores", "cmdline_max_length"):
+        value = getattr(options, key, None)
+        if value is None:
+            value = getattr(config, key)
+        if value is not None:
+            setattr(settings, key, value)
+    context = Context(config=config, procfs=options.procfs, sysfs=options.sysfs)
+    if options.reader == "psutil":
+        from minerwatch.proc_reader import PsutilReader
+
+        reader = PsutilReader()
+    else:
+        reader = default_reader(options.procfs)
+    context.processes = ProcessTable(
+        reader,
+        Signatures(config.extra_names, config.extra_patterns),
+        Allowlist(config.allowlist),
+        settings,
+        signal_sources=context.signal_sources,  # shared list: collectors add their sources to it
+    )
+    return context
+
+
+def build_collectors(context: Context, names: Iterable[str]) -> List[Collector]:
+    registered = available()
+    return [registered[name](context) for name in names]
+
+
+class BuildInfo:
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "minerwatch_build_info",
+            "A metric with a constant 1 labelled by the version of minerwatch and Python.",
+            labels=["version", "pythonversion"],
+        )
+        family.add_metric([__version__, platform.python_version()], 1)
+        yield family
+
+    def describe(self) -> Iterable[Metric]:
+        return self.collect()
+
+
+def build_registry(runner: CollectorRunner) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BuildInfo())
+    registry.register(runner)
+    # The exporter's own CPU and memory (process_*), as every Prometheus exporter exposes them.
+    registry.register(PROCESS_COLLECTOR)
+    registry.register(PLATFORM_COLLECTOR)
+    return registry

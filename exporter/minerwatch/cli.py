@@ -1,0 +1,167 @@
+"""Command line: `minerwatch serve` (the exporter), `minerwatch scan` (one pass, for a person)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+import click
+
+from minerwatch import __version__, logs
+from minerwatch.app import Options, build_collectors, build_context, build_registry, enabled_collectors
+from minerwatch.config import ConfigError
+from minerwatch.registry import CollectorRunner, available
+
+DEFAULT_PORT = 9789
+log = logging.getLogger("minerwatch")
+
+
+def common_options(func):
+    """Options that `serve` and `scan` share: where to read the host, which collectors, the config."""
+    for name, cls in reversed(list(available().items())):
+        state = "on" if cls.default_enabled else "off"
+        func = click.option(
+            f"--collector.{name}/--no-collector.{name}",
+            f"collector_{name}",
+            default=cls.default_enabled,
+            help=f"{cls.help} (default {state})",
+        )(func)
+    options = [
+        click.option("--config.file", "config_file", type=click.Path(dir_okay=False),
+                     help="YAML configuration: extra signatures, allowlist, thresholds, IOC files."),
+        click.option("--collector.disable-defaults", "disable_defaults", is_flag=True,
+                     help="Turn off every collector not explicitly enabled with --collector.<name>."),
+        click.option("--collector.process.top-k", "top_k", type=click.IntRange(min=0),
+                     help="Busiest processes exported whatever their name (default 5)."),
+        click.option("--collector.process.max-suspects", "max_suspects", type=click.IntRange(min=0),
+                     help="Cap on suspect processes exported one by one (default 20)."),
+        click.option("--path.procfs", "procfs", default="/proc", show_default=True, help="procfs mountpoint."),
+        click.option("--path.sysfs", "sysfs", default="/sys", show_default=True, help="sysfs mountpoint."),
+        click.option("--process.reader", "reader", type=click.Choice(["auto", "procfs", "psutil"]),
+                     default="auto", show_default=True,
+                     help="How processes are read: /proc directly (Linux) or psutil (any OS)."),
+        click.option("--log.level", "log_level", type=click.Choice(list(logs.LEVELS)), default="info",
+                     show_default=True, help="Only log messages with the given severity or above."),
+        click.option("--log.format", "log_format", type=click.Choice(["logfmt", "json"]), default="logfmt",
+                     show_default=True, help="Output format of log messages."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def make_options(ctx: click.Context, params: dict) -> Options:
+    collectors = {}
+    for name in available():
+        key = f"collector_{name}"
+        # Only a flag the user gave overrides --collector.disable-defaults.
+        if ctx.get_parameter_source(key) != click.core.ParameterSource.DEFAULT:
+            collectors[name] = params[key]
+    return Options(
+        config_file=params["config_file"],
+        procfs=params["procfs"],
+        sysfs=params["sysfs"],
+        collectors=collectors,
+        disable_defaults=params["disable_defaults"],
+        top_k=params["top_k"],
+        max_suspects=params["max_suspects"],
+        reader=params["reader"],
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="minerwatch", message="%(prog)s %(version)s")
+def cli():
+    """minerwatch: catch cryptocurrency miners on this host and expose them to Prometheus."""
+
+
+@cli.command()
+@click.option("--web.listen-address", "listen_address", default=f":{DEFAULT_PORT}", show_default=True,
+              help="Address on which to expose metrics and the web interface.")
+@click.option("--web.telemetry-path", "telemetry_path", default="/metrics", show_default=True,
+              help="Path under which to expose metrics.")
+@click.option("--web.config.file", "web_config_file", type=click.Path(dir_okay=False),
+              help="Path to a web configuration file that can enable TLS or basic authentication "
+                   "(exporter-toolkit format).")
+@common_options
+@click.pass_context
+def serve(ctx, listen_address, telemetry_path, web_config_file, **params):
+    """Run the exporter."""
+    from minerwatch import web
+
+    logs.setup(params["log_level"], params["log_format"])
+    try:
+        address = web.parse_listen_address(listen_address)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--web.listen-address'")
+    if not telemetry_path.startswith("/") or telemetry_path == "/":
+        raise click.BadParameter("must start with / and not be / itself", param_hint="'--web.telemetry-path'")
+    options = make_options(ctx, params)
+    context = build_context(options)
+    web_config = web.load_web_config(web_config_file)
+    runner = CollectorRunner(build_collectors(context, enabled_collectors(options)))
+    registry = build_registry(runner)
+    try:
+        server = web.ExporterServer(address, registry, telemetry_path, web_config, __version__)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {listen_address}: {exc.strerror}")
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    log.info(
+        "listening on %s%s (collectors: %s, TLS: %s, basic auth: %s)",
+        listen_address, telemetry_path, ",".join(c.name for c in runner.collectors),
+        "on" if web_config.tls else "off", "on" if web_config.users else "off",
+    )
+    try:
+        web.serve(server, stop)
+    finally:
+        runner.close()
+    log.info("stopped")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")
+@click.option("--interval", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Seconds between the two passes that measure recent CPU use.")
+@common_options
+@click.pass_context
+def scan(ctx, as_json, interval, **params):
+    """One pass over the host: print suspect processes; exit 1 if there are any."""
+    from minerwatch import scan as scan_module
+
+    logs.setup(params["log_level"], params["log_format"])
+    options = make_options(ctx, params)
+    context = build_context(options)
+    collectors = build_collectors(context, enabled_collectors(options))
+    try:
+        report = scan_module.run(context, interval)
+    finally:
+        for collector in collectors:
+            collector.close()
+    click.echo(scan_module.render_json(report) if as_json else scan_module.render_table(report))
+    ctx.exit(1 if report.suspects else 0)
+
+
+def main(argv=None) -> None:
+    """Entry point: every error in flags or config is one line on stderr and exit status 2."""
+    try:
+        code = cli.main(args=argv, prog_name="minerwatch", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        click.echo(f"minerwatch: error: {exc.format_message()}{hint}", err=True)
+        code = 2
+    except ConfigError as exc:
+        click.echo(f"minerwatch: error: {exc}", err=True)
+        code = 2
+    except click.ClickException as exc:
+        click.echo(f"minerwatch: error: {exc.format_message()}", err=True)
+        code = 1
+    except click.exceptions.Abort:
+        code = 130
+    sys.exit(code or 0)

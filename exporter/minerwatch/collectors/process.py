@@ -1,0 +1,87 @@
+"""Process collector: suspect processes and the busiest ones, classified by the process table.
+
+Sample output:
+    minerwatch_process_suspects 1
+    minerwatch_process_cpu_seconds_total{name="xmrig",pid="4242",user="alice"} 1234.5
+    minerwatch_process_signal{name="xmrig",pid="4242",signal="pool_url",user="alice"} 1
+    minerwatch_process_suspect_info{cmdline="xmrig -o stratum+tcp://... -p <redacted>",exe="/tmp/xmrig",...} 1
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from minerwatch.registry import Collector, register
+from minerwatch.signatures import redact_cmdline
+
+LABELS = ["pid", "name", "user"]
+
+
+@register
+class ProcessCollector(Collector):
+    name = "process"
+    help = "Suspect processes (miner names, command lines, disguise) and the top-K by CPU."
+
+    def collect(self) -> Iterable[Metric]:
+        table = self.context.processes
+        settings = table.settings
+        snapshot = table.scan()
+
+        yield GaugeMetricFamily(
+            "minerwatch_process_processes", "Processes seen in the last scan.", value=len(snapshot.processes)
+        )
+        yield GaugeMetricFamily(
+            "minerwatch_process_suspects",
+            "Processes that match a miner signal now (the per-process series below are capped).",
+            value=len(snapshot.suspects),
+        )
+
+        cpu = CounterMetricFamily(
+            "minerwatch_process_cpu_seconds", "CPU time of a suspect or top-K process.", labels=LABELS
+        )
+        threads = GaugeMetricFamily("minerwatch_process_threads", "Threads of a watched process.", labels=LABELS)
+        rss = GaugeMetricFamily(
+            "minerwatch_process_resident_memory_bytes", "Resident memory of a watched process.", labels=LABELS
+        )
+        start = GaugeMetricFamily(
+            "minerwatch_process_start_time_seconds", "Start time of a watched process.", labels=LABELS
+        )
+        signal = GaugeMetricFamily(
+            "minerwatch_process_signal", "1 for each signal a watched process matched.", labels=LABELS + ["signal"]
+        )
+        allowlisted = GaugeMetricFamily(
+            "minerwatch_process_allowlisted", "1 if the allowlist covers a watched process.", labels=LABELS
+        )
+        info = GaugeMetricFamily(
+            "minerwatch_process_suspect_info",
+            "A suspect process: executable, redacted command line and the signals it matched.",
+            labels=LABELS + ["exe", "cmdline", "signals"],
+        )
+
+        for view in snapshot.watched(settings.max_suspects):
+            labels = [str(view.pid), view.name, view.user]
+            cpu.add_metric(labels, view.stat.cpu_seconds)
+            threads.add_metric(labels, view.stat.threads)
+            rss.add_metric(labels, view.stat.rss_bytes)
+            start.add_metric(labels, view.stat.start_time)
+            for name in sorted(view.signals):
+                signal.add_metric(labels + [name], 1)
+            if view.allowlisted:
+                allowlisted.add_metric(labels, 1)
+            if view.suspect:
+                cmdline = redact_cmdline(view.facts.argv, settings.cmdline_max_length)
+                info.add_metric(labels + [view.facts.exe, cmdline, ",".join(sorted(view.signals))], 1)
+
+        yield from (cpu, threads, rss, start, signal, allowlisted, info)
+
+        errors = CounterMetricFamily(
+            "minerwatch_process_read_errors",
+            "Process reads that failed, by reason (permission: run with CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH).",
+            labels=["reason"],
+        )
+        for reason in ("permission", "io"):
+            errors.add_metric([reason], table.read_errors_total.get(reason, 0))
+        yield errors
+

@@ -1,0 +1,234 @@
+"""The one classification of the host's processes, shared by every collector and `scan`.
+
+Each scan lists every process, re-reads only what changes (CPU, threads, memory) and reads the
+static facts (command line, executable, user, environment) and their signature matches once per
+process life, keyed by (pid, start time). Other collectors add per-process signals through
+signal sources (antivirus exclusions, pool connections) and look processes up here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, List, Optional, Protocol, Tuple
+
+from minerwatch.allowlist import Allowlist
+from minerwatch.proc_reader import ProcFacts, ProcStat, ReadError
+from minerwatch.signatures import DISGUISE_SIGNALS, STRONG_SIGNALS, Match, Signatures
+
+log = logging.getLogger("minerwatch.process")
+
+
+class SignalSource(Protocol):
+    """Adds one kind of per-process evidence that is not in the process itself.
+
+    `refresh()` is called once at the start of every scan; `generation` must change whenever the
+    answers of `match()` may have changed, so the table asks again only then.
+    """
+
+    generation: int
+
+    def refresh(self) -> None: ...
+
+    def match(self, facts: ProcFacts) -> Optional[Match]: ...
+
+
+@dataclass
+class ProcessSettings:
+    top_k: int = 5  # busiest processes exported whatever their name
+    max_suspects: int = 20  # cap on per-process series for suspects
+    top_min_cpu_cores: float = 0.1  # a process idler than this is never in the top-K
+    suspect_busy_cores: float = 0.5  # a disguised process this busy is suspect
+    cmdline_max_length: int = 256
+
+
+@dataclass
+class ProcessView:
+    """One process as the last scan saw it."""
+
+    facts: ProcFacts
+    stat: ProcStat
+    cpu_cores: float  # recent CPU use, in cores (1.0 = one core fully busy)
+    signals: Dict[str, str]  # signal -> reason
+    allowlisted: bool
+    suspect: bool
+
+    @property
+    def pid(self) -> int:
+        return self.stat.pid
+
+    @property
+    def name(self) -> str:
+        return self.stat.comm
+
+    @property
+    def user(self) -> str:
+        return self.facts.user
+
+
+@dataclass
+class Snapshot:
+    processes: List[ProcessView]
+    suspects: List[ProcessView]  # all of them, busiest first (exporters cap this)
+    top: List[ProcessView]  # the top-K busiest, allowlisted or not
+    read_errors: Counter = field(default_factory=Counter)
+    _by_pid: Optional[Dict[int, ProcessView]] = None
+
+    def by_pid(self) -> Dict[int, ProcessView]:
+        if self._by_pid is None:
+            self._by_pid = {v.pid: v for v in self.processes}
+        return self._by_pid
+
+    def watched(self, max_suspects: int) -> List[ProcessView]:
+        """Suspects (busiest first, capped), then the rest of the top-K; each process once."""
+        seen, out = set(), []
+        for view in self.suspects[:max_suspects] + self.top:
+            if view.pid not in seen:
+                seen.add(view.pid)
+                out.append(view)
+        return out
+
+
+@dataclass
+class _Entry:
+    facts: ProcFacts
+    static: Dict[str, str]  # signature matches, once per process life
+    allowlisted: bool
+    source_generations: Tuple[int, ...] = ()
+    source_signals: Dict[str, str] = field(default_factory=dict)
+    baseline: Optional[Tuple[float, float]] = None  # (monotonic time, cpu seconds)
+    cpu_cores: float = 0.0
+
+
+class ProcessTable:
+    def __init__(
+        self,
+        reader,
+        signatures: Signatures,
+        allowlist: Optional[Allowlist] = None,
+        settings: Optional[ProcessSettings] = None,
+        signal_sources: Iterable[SignalSource] = (),
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ):
+        self.reader = reader
+        self.signatures = signatures
+        self.allowlist = allowlist or Allowlist([])
+        self.settings = settings or ProcessSettings()
+        self.signal_sources = list(signal_sources)
+        self._clock = clock
+        self._wall = wall_clock
+        self._entries: Dict[Tuple[int, float], _Entry] = {}
+        self._lock = threading.Lock()
+        self.last: Optional[Snapshot] = None
+        self.read_errors_total: Counter = Counter()  # cumulative, for a _total counter
+
+    # -- scanning -----------------------------------------------------------------------------
+    def scan(self) -> Snapshot:
+        with self._lock:
+            snapshot = self._scan()
+            self.last = snapshot
+            self.read_errors_total.update(snapshot.read_errors)
+            return snapshot
+
+    def _scan(self) -> Snapshot:
+        for source in self.signal_sources:
+            source.refresh()
+        generations = tuple(s.generation for s in self.signal_sources)
+        now = self._clock()
+        errors: Counter = Counter()
+        views: List[ProcessView] = []
+        alive = {}
+        for pid in self.reader.pids():
+            try:
+                stat = self.reader.stat(pid)
+            except ReadError as exc:
+                if exc.reason != "vanished":  # a process that exits mid-scan is not an error
+                    errors[exc.reason] += 1
+                continue
+            key = (pid, stat.start_time)
+            entry = self._entries.get(key)
+            if entry is None:
+                try:
+                    entry = self._new_entry(stat, errors)
+                except ReadError as exc:
+                    if exc.reason != "vanished":
+                        errors[exc.reason] += 1
+                    continue
+            alive[key] = entry
+            self._update_cpu(entry, stat, now)
+            if entry.source_generations != generations:
+                entry.source_signals = self._source_signals(entry.facts)
+                entry.source_generations = generations
+            views.append(self._view(entry, stat))
+        self._entries = alive  # forget processes that ended
+
+        views.sort(key=lambda v: v.cpu_cores, reverse=True)
+        suspects = [v for v in views if v.suspect]
+        top = [v for v in views[: self.settings.top_k] if v.cpu_cores >= self.settings.top_min_cpu_cores]
+        return Snapshot(views, suspects, top, errors)
+
+    def _new_entry(self, stat: ProcStat, errors: Counter) -> _Entry:
+        facts = self.reader.facts(stat)
+        errors.update(facts.errors)
+        static = {}
+        for match in self.signatures.match_all(
+            comm=facts.comm,
+            exe=facts.exe,
+            exe_deleted=facts.exe_deleted,
+            argv=facts.argv,
+            environ=facts.environ,
+            cwd=facts.cwd,
+        ):
+            static.setdefault(match.signal, match.reason)
+        allowlisted = bool(self.allowlist) and self.allowlist.matches(
+            facts.comm, facts.exe, facts.user, self.reader.exe_path(stat.pid)
+        )
+        # The environment is only needed for matching; do not keep other users' secrets around.
+        facts.environ = None
+        return _Entry(facts=facts, static=static, allowlisted=allowlisted)
+
+    def _source_signals(self, facts: ProcFacts) -> Dict[str, str]:
+        out = {}
+        for source in self.signal_sources:
+            try:
+                match = source.match(facts)
+            except Exception:  # a broken source must not hide the process
+                log.exception("signal source %r failed", source)
+                continue
+            if match is not None:
+                out.setdefault(match.signal, match.reason)
+        return out
+
+    def _update_cpu(self, entry: _Entry, stat: ProcStat, now: float) -> None:
+        if entry.baseline is None:
+            # First sight: the lifetime average, until a second sample gives a recent rate.
+            age = max(self._wall() - stat.start_time, 1.0)
+            entry.cpu_cores = stat.cpu_seconds / age
+            entry.baseline = (now, stat.cpu_seconds)
+            return
+        then, cpu = entry.baseline
+        if now - then >= 1.0:  # scrapes closer than a second reuse the last rate
+            entry.cpu_cores = max(stat.cpu_seconds - cpu, 0.0) / (now - then)
+            entry.baseline = (now, stat.cpu_seconds)
+
+    def _view(self, entry: _Entry, stat: ProcStat) -> ProcessView:
+        signals = dict(entry.static)
+        for name, reason in entry.source_signals.items():
+            signals.setdefault(name, reason)
+        suspect = False
+        if not entry.allowlisted:
+            if STRONG_SIGNALS.intersection(signals):
+                suspect = True
+            elif DISGUISE_SIGNALS.intersection(signals):
+                suspect = entry.cpu_cores >= self.settings.suspect_busy_cores
+        return ProcessView(entry.facts, stat, entry.cpu_cores, signals, entry.allowlisted, suspect)
+
+    # -- lookups for other collectors ---------------------------------------------------------
+    def lookup(self, pid: int) -> Optional[ProcessView]:
+        """The process as the last scan saw it (scanning once if none ran yet)."""
+        snapshot = self.last or self.scan()
+        return snapshot.by_pid().get(pid)

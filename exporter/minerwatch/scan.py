@@ -1,0 +1,81 @@
+"""`minerwatch scan`: the suspects of one pass, as a table for on-call staff or as JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import List
+
+from minerwatch.process_table import ProcessView
+from minerwatch.registry import Context
+from minerwatch.signatures import redact_cmdline
+
+
+@dataclass
+class Report:
+    processes: int
+    suspects: List[ProcessView]
+    top: List[ProcessView]
+    cmdline_max_length: int
+
+
+def run(context: Context, interval: float) -> Report:
+    table = context.processes
+    table.scan()
+    if interval:
+        time.sleep(interval)  # a second pass turns lifetime CPU averages into recent use
+    snapshot = table.scan()
+    return Report(len(snapshot.processes), snapshot.suspects, snapshot.top, table.settings.cmdline_max_length)
+
+
+def _record(view: ProcessView, max_length: int) -> dict:
+    return {
+        "pid": view.pid,
+        "user": view.user,
+        "name": view.name,
+        "exe": view.facts.exe,
+        "cmdline": redact_cmdline(view.facts.argv, max_length),
+        "cpu_cores": round(view.cpu_cores, 3),
+        "start_time": view.stat.start_time,
+        "suspect": view.suspect,
+        "allowlisted": view.allowlisted,
+        "signals": dict(sorted(view.signals.items())),
+    }
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(
+        {
+            "processes": report.processes,
+            "suspects": [_record(v, report.cmdline_max_length) for v in report.suspects],
+            "top_cpu": [_record(v, report.cmdline_max_length) for v in report.top],
+        },
+        indent=2,
+    )
+
+
+def render_table(report: Report) -> str:
+    lines = []
+    if not report.suspects:
+        lines.append(f"No suspect process among {report.processes}.")
+    else:
+        lines.append(f"{len(report.suspects)} suspect process(es) among {report.processes}:")
+        lines.append("")
+        lines.append(f"{'PID':>7}  {'USER':<12} {'NAME':<16} {'CPU':>6}  SIGNALS")
+        for view in report.suspects:
+            lines.append(
+                f"{view.pid:>7}  {view.user[:12]:<12} {view.name[:16]:<16} {view.cpu_cores:>6.2f}  "
+                + ",".join(sorted(view.signals))
+            )
+            lines.append(f"         exe: {view.facts.exe or '?'}")
+            lines.append(f"         cmdline: {redact_cmdline(view.facts.argv, report.cmdline_max_length)}")
+            for signal, reason in sorted(view.signals.items()):
+                lines.append(f"         why: {signal}: {reason}")
+    if report.top:
+        lines.append("")
+        lines.append("Busiest processes (CPU in cores):")
+        for view in report.top:
+            mark = " (suspect)" if view.suspect else " (allowlisted)" if view.allowlisted else ""
+            lines.append(f"{view.pid:>7}  {view.user[:12]:<12} {view.name[:16]:<16} {view.cpu_cores:>6.2f}{mark}")
+    return "\n".join(lines)

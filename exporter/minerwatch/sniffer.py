@@ -1,0 +1,548 @@
+"""Stratum and TLS server names on the wire: a packet socket, a kernel filter, a bounded thread.
+
+A miner can be renamed and its settings hidden, but it must speak Stratum to its pool, and a TLS
+miner must name the pool in its ClientHello (SNI). This module reads the first bytes of TCP
+flows on every interface, loopback included, and records connections that are either.
+
+Cost is bounded whatever the traffic:
+- a classic BPF filter in the kernel passes only TCP segments whose payload starts with `{`
+  (JSON) or 0x16 (a TLS handshake record), truncated to SNAPLEN bytes; bulk data never reaches
+  Python;
+- flows live in a fixed-size LRU table; once classified, or after FLOW_BYTES bytes, a flow is
+  ignored;
+- the thread handles at most `max_pps` packets a second; when behind it stops reading and the
+  kernel drops (counted in minerwatch_network_sniffer_dropped_total): it never blocks anything.
+
+Linux only (AF_PACKET), and needs CAP_NET_RAW: without it the sniffer reports itself down.
+Limits: Stratum v2 (binary, encrypted) and TLS with Encrypted Client Hello are not recognised;
+a ClientHello larger than one segment (browsers with post-quantum key shares) is read from its
+first segment only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import re
+import socket
+import struct
+import threading
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
+
+from minerwatch.pool_intel import canonical_ip
+from minerwatch.sockets import Endpoint
+
+log = logging.getLogger("minerwatch.network")
+
+DIALECTS = ("stratum_v1", "cryptonote", "ethproxy")
+FLOW_BYTES = 2048  # bytes of a flow's start examined at most
+SNAPLEN = 120 + FLOW_BYTES  # worst-case IPv4/IPv6 + TCP headers, then the payload we read
+
+# -- Stratum --------------------------------------------------------------------------------------
+
+# method -> dialect, for messages a miner sends (the sender is the miner)
+_CLIENT = {
+    "mining.subscribe": "stratum_v1",
+    "mining.authorize": "stratum_v1",
+    "mining.submit": "stratum_v1",
+    "mining.extranonce.subscribe": "stratum_v1",
+    "eth_submitLogin": "ethproxy",
+    "eth_submitWork": "ethproxy",
+    "eth_submitHashrate": "ethproxy",
+    "eth_getWork": "ethproxy",
+    "keepalived": "cryptonote",
+}
+# method -> dialect, for messages a pool pushes (the receiver is the miner)
+_SERVER = {"mining.notify": "stratum_v1", "mining.set_difficulty": "stratum_v1", "job": "cryptonote"}
+
+
+@dataclass(frozen=True)
+class Recognition:
+    dialect: str  # one of DIALECTS
+    role: str  # "client": the sender is the miner; "server": the receiver is
+    what: str  # the method or key that gave it away
+
+
+def _by_method(method: str, has: Callable[[str], bool]) -> Optional[Recognition]:
+    if method in _CLIENT:
+        return Recognition(_CLIENT[method], "client", method)
+    if method == "login" and has("login") and has("agent"):  # XMRig and kin always send an agent
+        return Recognition("cryptonote", "client", method)
+    if method == "submit" and has("job_id") and has("nonce"):  # "submit" alone is too common
+        return Recognition("cryptonote", "client", method)
+    if method == "job" and has("blob"):
+        return Recognition("cryptonote", "server", method)
+    if method in _SERVER and method != "job":
+        return Recognition(_SERVER[method], "server", method)
+    return None
+
+
+def _keys(value, depth: int = 0) -> set:
+    """Every key of nested JSON objects (a few levels deep), to test for field names."""
+    out = set()
+    if depth > 3:
+        return out
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out.add(k)
+            out |= _keys(v, depth + 1)
+    elif isinstance(value, list):
+        for v in value[:8]:
+            out |= _keys(v, depth + 1)
+    return out
+
+
+def _mentions_notify(value, depth: int = 0) -> bool:
+    if value == "mining.notify":
+        return True
+    return isinstance(value, list) and depth < 3 and any(_mentions_notify(v, depth + 1) for v in value[:8])
+
+
+def _recognize_message(msg: dict) -> Optional[Recognition]:
+    method = msg.get("method")
+    if isinstance(method, str):
+        keys = _keys(msg.get("params"))
+        return _by_method(method, keys.__contains__)
+    result = msg.get("result")
+    if isinstance(result, dict):
+        job = result.get("job")
+        if isinstance(job, dict) and "blob" in job and ("job_id" in job or "seed_hash" in job):
+            return Recognition("cryptonote", "server", "job")  # reply to login
+    if isinstance(result, list) and _mentions_notify(result):
+        return Recognition("stratum_v1", "server", "mining.subscribe reply")
+    return None
+
+
+_METHOD = re.compile(rb'"method"\s*:\s*"([A-Za-z0-9_.]{1,40})"')
+
+
+def _recognize_text(text: bytes) -> Optional[Recognition]:
+    """The same rules on a line cut short by the capture length: look for the quoted names."""
+    m = _METHOD.search(text)
+    if m:
+        return _by_method(m.group(1).decode(), lambda key: f'"{key}"'.encode() in text)
+    if re.search(rb'"job"\s*:\s*\{', text) and b'"blob"' in text and (b'"job_id"' in text or b'"seed_hash"' in text):
+        return Recognition("cryptonote", "server", "job")
+    return None
+
+
+def recognize_stratum(data: bytes) -> Optional[Recognition]:
+    """Whether the first JSON line of a flow is Stratum (any dialect), and who is the miner."""
+    line = data.split(b"\n", 1)[0].strip()
+    if not line.startswith(b"{"):
+        return None
+    try:
+        msg = json.loads(line)
+    except ValueError:  # cut short by the capture (or not JSON at all)
+        return _recognize_text(line)
+    return _recognize_message(msg) if isinstance(msg, dict) else None
+
+
+# -- TLS ------------------------------------------------------------------------------------------
+
+
+def parse_sni(data: bytes) -> Optional[str]:
+    """The server name of a TLS ClientHello, read from as much of it as `data` holds."""
+    try:
+        if data[0] != 0x16 or data[1] != 3 or data[5] != 1:  # handshake record, client_hello
+            return None
+        p = 5 + 4 + 2 + 32  # record header, handshake header, version, random
+        p += 1 + data[p]  # session id
+        p += 2 + struct.unpack_from("!H", data, p)[0]  # cipher suites
+        p += 1 + data[p]  # compression methods
+        end = min(len(data), p + 2 + struct.unpack_from("!H", data, p)[0])
+        p += 2
+        while p + 4 <= end:
+            kind, length = struct.unpack_from("!HH", data, p)
+            p += 4
+            if kind == 0:  # server_name: list length, then (type, length, name) entries
+                q, stop = p + 2, p + length
+                while q + 3 <= stop:
+                    name_type, name_len = data[q], struct.unpack_from("!H", data, q + 1)[0]
+                    name = data[q + 3 : q + 3 + name_len]
+                    if name_type == 0 and len(name) == name_len:
+                        return name.decode("ascii").lower()
+                    q += 3 + name_len
+                return None
+            p += length
+    except (IndexError, struct.error, UnicodeDecodeError):
+        return None
+    return None
+
+
+# -- packets --------------------------------------------------------------------------------------
+
+Key = Tuple[bytes, int, bytes, int]  # (source address, port, destination address, port)
+
+
+def parse_packet(data: bytes) -> Optional[Tuple[Key, int, bytes]]:
+    """(flow key, TCP sequence number, payload) of an IPv4/IPv6 TCP packet (network header first)."""
+    try:
+        version = data[0] >> 4
+        if version == 4:
+            ihl = (data[0] & 0x0F) * 4
+            if data[9] != 6:
+                return None
+            total = struct.unpack_from("!H", data, 2)[0] or len(data)  # 0 in TSO super-packets
+            src, dst, tcp = data[12:16], data[16:20], ihl
+        elif version == 6:
+            if data[6] != 6:  # extension headers are not followed
+                return None
+            total = 40 + struct.unpack_from("!H", data, 4)[0]
+            src, dst, tcp = data[8:24], data[24:40], 40
+        else:
+            return None
+        sport, dport, seq = struct.unpack_from("!HHI", data, tcp)
+        start = tcp + (data[tcp + 12] >> 4) * 4
+        payload = data[start : min(total, len(data))]
+        return (bytes(src), sport, bytes(dst), dport), seq, bytes(payload)
+    except (IndexError, struct.error):
+        return None
+
+
+def _address(raw: bytes) -> str:
+    family = socket.AF_INET if len(raw) == 4 else socket.AF_INET6
+    return canonical_ip(socket.inet_ntop(family, raw))
+
+
+# -- classic BPF ----------------------------------------------------------------------------------
+
+# opcodes (linux/filter.h)
+_LD_W_ABS, _LD_H_ABS, _LD_B_ABS, _LD_B_IND = 0x20, 0x28, 0x30, 0x50
+_LDX_B_MSH, _LD_MEM, _ST = 0xB1, 0x60, 0x02
+_ALU_ADD_K, _ALU_ADD_X, _ALU_SUB_X, _ALU_AND_K, _ALU_RSH_K = 0x04, 0x0C, 0x1C, 0x54, 0x74
+_JEQ_K, _JSET_K, _TAX, _TXA, _RET_K = 0x15, 0x45, 0x07, 0x87, 0x06
+_SKF_AD = 0xFFFFF000  # SKF_AD_OFF (-0x1000) as u32
+_AD_PROTOCOL, _AD_PKTTYPE, _AD_IFINDEX = _SKF_AD + 0, _SKF_AD + 4, _SKF_AD + 8
+PACKET_OUTGOING = 4
+
+
+def build_filter(loopback_ifindex: int = 0, snaplen: int = SNAPLEN) -> List[Tuple[int, int, int, int]]:
+    """The kernel filter, for a SOCK_DGRAM packet socket (data starts at the network header).
+
+    Accepts (truncated to `snaplen`) TCP segments, not fragments, with a payload whose first
+    byte is `{` or 0x16. On loopback every packet is seen twice (sent, then received): the sent
+    copy is dropped.
+    """
+    prog: List[tuple] = []  # (code, jump-true label, jump-false label, k)
+
+    def op(code, k=0, jt=None, jf=None):
+        prog.append((code, jt, jf, k))
+
+    if loopback_ifindex:
+        op(_LD_W_ABS, _AD_PKTTYPE)
+        op(_JEQ_K, PACKET_OUTGOING, None, "proto")
+        op(_LD_W_ABS, _AD_IFINDEX)
+        op(_JEQ_K, loopback_ifindex, "drop", None)
+    prog.append("proto")
+    op(_LD_W_ABS, _AD_PROTOCOL)
+    op(_JEQ_K, 0x0800, "v4", None)
+    op(_JEQ_K, 0x86DD, "v6", "drop")
+    prog.append("v4")
+    op(_LD_B_ABS, 9)
+    op(_JEQ_K, 6, None, "drop")  # TCP
+    op(_LD_H_ABS, 6)
+    op(_JSET_K, 0x1FFF, "drop", None)  # not the first fragment
+    op(_LD_H_ABS, 2)
+    op(_ST, 0)  # M[0] = IP total length
+    op(_LDX_B_MSH, 0)  # X = IP header length
+    op(_LD_B_IND, 12)  # TCP data offset byte
+    op(_ALU_RSH_K, 2)
+    op(_ALU_AND_K, 0x3C)  # TCP header length
+    op(_ALU_ADD_X)
+    op(_TAX)  # X = IP + TCP header lengths
+    op(_LD_MEM, 0)
+    op(_ALU_SUB_X)
+    op(_JEQ_K, 0, "drop", "first")  # no payload
+    prog.append("v6")
+    op(_LD_B_ABS, 6)
+    op(_JEQ_K, 6, None, "drop")  # TCP right after the fixed header
+    op(_LD_H_ABS, 4)
+    op(_ST, 0)  # M[0] = payload length (TCP header included)
+    op(_LD_B_ABS, 40 + 12)
+    op(_ALU_RSH_K, 2)
+    op(_ALU_AND_K, 0x3C)
+    op(_TAX)
+    op(_LD_MEM, 0)
+    op(_ALU_SUB_X)
+    op(_JEQ_K, 0, "drop", None)
+    op(_TXA)
+    op(_ALU_ADD_K, 40)
+    op(_TAX)  # X = 40 + TCP header length
+    prog.append("first")
+    op(_LD_B_IND, 0)  # first payload byte
+    op(_JEQ_K, 0x7B, "accept", None)  # '{'
+    op(_JEQ_K, 0x16, "accept", "drop")  # TLS handshake
+    prog.append("accept")
+    op(_RET_K, snaplen)
+    prog.append("drop")
+    op(_RET_K, 0)
+
+    labels, index = {}, 0
+    for item in prog:
+        if isinstance(item, str):
+            labels[item] = index
+        else:
+            index += 1
+    out, index = [], 0
+    for item in prog:
+        if isinstance(item, str):
+            continue
+        code, jt, jf, k = item
+        rel = lambda target: 0 if target is None else labels[target] - index - 1  # noqa: E731
+        out.append((code, rel(jt), rel(jf), k))
+        index += 1
+    return out
+
+
+SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
+SOL_PACKET, PACKET_STATISTICS = 263, 6
+ETH_P_ALL = 0x0003
+
+
+def open_packet_socket(snaplen: int = SNAPLEN) -> socket.socket:
+    """A filtered AF_PACKET socket on every interface; raises OSError without CAP_NET_RAW."""
+    # SOCK_DGRAM ("cooked"): the kernel strips link headers, so tun, WireGuard and PPP links
+    # (no Ethernet header) look the same as Ethernet and loopback to the filter.
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+    try:
+        try:
+            lo = socket.if_nametoindex("lo")
+        except OSError:
+            lo = 0
+        program = build_filter(lo, snaplen)
+        insns = (ctypes.c_ubyte * (8 * len(program))).from_buffer_copy(
+            b"".join(struct.pack("HBBI", *ins) for ins in program)
+        )
+        fprog = struct.pack("HL", len(program), ctypes.addressof(insns))
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        # Packets queued between socket() and the filter were not filtered: throw them away.
+        sock.setblocking(False)
+        try:
+            while True:
+                sock.recv(1)
+        except BlockingIOError:
+            pass
+        sock.settimeout(0.5)  # so that stop() is noticed
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+# -- flows ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Hit:
+    """A connection the wire says is mining: `client` is the miner's end, `server` the pool's."""
+
+    client: Endpoint
+    server: Endpoint
+    evidence: str  # stratum | sni
+    detail: str  # "cryptonote login", "pool.example.com"
+    pool: str = ""  # the listed domain an SNI matched
+    seen: float = 0.0  # monotonic time of the first sighting
+
+
+@dataclass
+class _Flow:
+    next_seq: int
+    buf: bytearray = field(default_factory=bytearray)
+    done: bool = False
+
+
+class FlowTracker:
+    """Pure flow logic: feed packets, get hits. Bounded: `max_flows` flows, `max_hits` hits."""
+
+    def __init__(
+        self,
+        match_domain: Callable[[str], Optional[str]],
+        max_flows: int = 4096,
+        max_hits: int = 1024,
+        flow_bytes: int = FLOW_BYTES,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.match_domain = match_domain
+        self.max_flows, self.max_hits, self.flow_bytes = max_flows, max_hits, flow_bytes
+        self._clock = clock
+        self._flows: "OrderedDict[Key, _Flow]" = OrderedDict()
+        self.hits: "OrderedDict[Tuple[Endpoint, Endpoint], Hit]" = OrderedDict()
+        self.stratum_flows: Counter = Counter({d: 0 for d in DIALECTS})
+        self.sni_matches = 0
+        self.generation = 0  # bumped when hits change
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    def feed(self, packet: bytes) -> None:
+        parsed = parse_packet(packet)
+        if parsed is None:
+            return
+        key, seq, payload = parsed
+        if not payload:
+            return
+        flow = self._flows.get(key)
+        if flow is None:
+            if len(self._flows) >= self.max_flows:
+                self._flows.popitem(last=False)  # the least recently active flow goes
+            flow = self._flows[key] = _Flow(next_seq=seq)
+        else:
+            self._flows.move_to_end(key)
+        if flow.done:
+            return
+        if seq != flow.next_seq:
+            if (seq - flow.next_seq) & 0xFFFFFFFF >= 0x80000000:
+                return  # a retransmission or a copy seen on another interface
+            # The filter dropped what came between: this segment starts a new message.
+            flow.buf = bytearray()
+        flow.next_seq = (seq + len(payload)) & 0xFFFFFFFF
+        flow.buf += payload[: self.flow_bytes - len(flow.buf)]
+        self._examine(key, flow)
+
+    def _examine(self, key: Key, flow: _Flow) -> None:
+        data = bytes(flow.buf)
+        if data[0] == 0x16:
+            flow.done = True  # later segments of the hello never pass the filter: decide now
+            name = parse_sni(data)
+            pool = self.match_domain(name) if name else None
+            if pool:
+                self.sni_matches += self._record(key, "client", "sni", name, pool)
+        else:
+            found = recognize_stratum(data)
+            if found:
+                flow.done = True
+                if self._record(key, found.role, "stratum", f"{found.dialect} {found.what}"):
+                    self.stratum_flows[found.dialect] += 1
+            elif b"\n" in data or len(data) >= self.flow_bytes:
+                flow.done = True  # a whole first line, or enough bytes, and not Stratum
+        if flow.done:
+            flow.buf = bytearray()
+
+    def _record(self, key: Key, role: str, evidence: str, detail: str, pool: str = "") -> int:
+        """Remember the connection once; 1 if it is new (for the counters)."""
+        src = Endpoint(_address(key[0]), key[1])
+        dst = Endpoint(_address(key[2]), key[3])
+        client, server = (src, dst) if role == "client" else (dst, src)
+        conn = (client, server)
+        if conn in self.hits:
+            return 0
+        if len(self.hits) >= self.max_hits:
+            self.hits.popitem(last=False)
+        self.hits[conn] = Hit(client, server, evidence, detail, pool, self._clock())
+        self.generation += 1
+        return 1
+
+    def forget(self, conns) -> None:
+        for conn in conns:
+            if self.hits.pop(conn, None) is not None:
+                self.generation += 1
+
+
+class Sniffer:
+    """The packet socket and its thread around a FlowTracker; `up` is False when unavailable."""
+
+    def __init__(self, match_domain: Callable[[str], Optional[str]], max_pps: int = 2000, **tracker_args):
+        self.tracker = FlowTracker(match_domain, **tracker_args)
+        self.max_pps = max_pps
+        self.up = False
+        self.error = ""
+        self.packets_total = 0
+        self.dropped_total = 0
+        self._sock: Optional[socket.socket] = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> bool:
+        try:
+            self._sock = open_packet_socket()
+        except (OSError, AttributeError) as exc:  # AttributeError: no AF_PACKET on this OS
+            self.error = getattr(exc, "strerror", None) or str(exc)
+            return False
+        self.up = True
+        self._thread = threading.Thread(target=self._run, name="minerwatch-sniffer", daemon=True)
+        self._thread.start()
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        if self._sock is not None:
+            self._sock.close()
+        self.up = False
+
+    def _run(self) -> None:
+        buf = bytearray(SNAPLEN)
+        window, handled = time.monotonic(), 0
+        while not self._stop.is_set():
+            try:
+                n = self._sock.recv_into(buf)
+            except socket.timeout:
+                continue
+            except OSError as exc:
+                if not self._stop.is_set():
+                    log.warning("packet socket failed, sniffer stopped: %s", exc)
+                    self.up, self.error = False, str(exc)
+                return
+            with self._lock:
+                self.packets_total += 1
+                try:
+                    self.tracker.feed(bytes(buf[:n]))
+                except Exception:  # a strange packet must not end the thread
+                    log.debug("packet not understood", exc_info=True)
+            handled += 1
+            if handled >= self.max_pps:  # over budget: let the kernel drop until the next second
+                rest = 1.0 - (time.monotonic() - window)
+                if rest > 0:
+                    self._stop.wait(rest)
+                window, handled = time.monotonic(), 0
+            elif time.monotonic() - window >= 1.0:
+                window, handled = time.monotonic(), 0
+
+    def _read_drops(self) -> None:
+        # The kernel's counters reset on every read: keep the sum.
+        if self._sock is None or not self.up:
+            return
+        try:
+            _, drops = struct.unpack("II", self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+            self.dropped_total += drops
+        except OSError:
+            pass
+
+    def snapshot(self) -> "SnifferState":
+        with self._lock:
+            self._read_drops()
+            t = self.tracker
+            return SnifferState(
+                up=self.up,
+                packets_total=self.packets_total,
+                dropped_total=self.dropped_total,
+                flows=len(t),
+                stratum_flows=dict(t.stratum_flows),
+                sni_matches=t.sni_matches,
+                hits=dict(t.hits),
+                generation=t.generation,
+            )
+
+    def forget(self, conns) -> None:
+        with self._lock:
+            self.tracker.forget(conns)
+
+
+@dataclass
+class SnifferState:
+    up: bool = False
+    packets_total: int = 0
+    dropped_total: int = 0
+    flows: int = 0
+    stratum_flows: Dict[str, int] = field(default_factory=lambda: {d: 0 for d in DIALECTS})
+    sni_matches: int = 0
+    hits: Dict[Tuple[Endpoint, Endpoint], Hit] = field(default_factory=dict)
+    generation: int = 0

@@ -1,0 +1,21 @@
+#!/bin/sh
+# The whole test suite, from a fresh Debian machine: installs Debian's prometheus and
+# prometheus-alertmanager (promtool, amtool and the real servers the tests start), a virtualenv
+# with minerwatch and its test dependencies, then runs pytest. Extra arguments go to pytest.
+set -eu
+cd "$(dirname "$0")/.."
+
+missing=""
+command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
+command -v amtool >/dev/null 2>&1 || missing="$missing prometheus-alertmanager"
+python3 -c 'import ensurepip' 2>/dev/null || missing="$missing python3-venv"
+if [ -n "$missing" ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,183 @@
+"""The process table: classification once per process life, recent CPU, top-K, allowlist, sources."""
+
+import pytest
+
+from minerwatch.allowlist import Allowlist, AllowRule
+from minerwatch.proc_reader import ProcfsReader
+from minerwatch.process_table import ProcessSettings, ProcessTable
+from minerwatch.signatures import Match, Signatures
+from procfs_fixture import TICKS, FakeProcess, build
+
+WALLET = "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A"
+
+
+class CountingReader(ProcfsReader):
+    """The real /proc reader, counting how often the static facts are read."""
+
+    def __init__(self, procfs):
+        super().__init__(procfs)
+        self.fact_reads = 0
+
+    def facts(self, stat):
+        self.fact_reads += 1
+        return super().facts(stat)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def host(tmp_path, processes):
+    return str(build(tmp_path, processes))
+
+
+MINER = FakeProcess(100, "xmrig", ["./xmrig", "-o", "stratum+tcp://pool.example:3333", "-u", WALLET,
+                                    "-p", "secret", "--donate-level", "1"], exe="/home/bob/xmrig", utime=0)
+COMPILER = FakeProcess(200, "cc1plus", ["/usr/lib/gcc/x86_64-linux-gnu/12/cc1plus", "-quiet", "big.cc",
+                                        "-o", "/tmp/ccX.s"], exe="/usr/lib/gcc/x86_64-linux-gnu/12/cc1plus")
+RENAMED = FakeProcess(300, "kworkerd", ["kworkerd"], exe="/var/tmp/.cache/kworkerd", cwd="/var/tmp/.cache")
+IDLE = FakeProcess(400, "bash", ["-bash"], exe="/usr/bin/bash")
+
+
+def make_table(tmp_path, processes, clock, **kw):
+    reader = CountingReader(host(tmp_path, processes))
+    settings = ProcessSettings(**kw.pop("settings", {}))
+    table = ProcessTable(reader, Signatures(), settings=settings, clock=clock,
+                         wall_clock=lambda: reader._boot_time + 10_000, **kw)
+    return table, reader
+
+
+def set_cpu(tmp_path, pid, ticks):
+    """Advance a fixture process's CPU time, as the kernel would."""
+    from procfs_fixture import stat_line
+
+    stat = tmp_path / "proc" / str(pid) / "stat"
+    fields = stat.read_text()
+    proc = {p.pid: p for p in (MINER, COMPILER, RENAMED, IDLE)}[pid]
+    proc = FakeProcess(**{**proc.__dict__, "utime": ticks})
+    stat.write_text(stat_line(proc))
+    assert stat.read_text() != fields or ticks == 0
+
+
+def test_classifies_a_miner_once_per_life(tmp_path):
+    clock = Clock()
+    table, reader = make_table(tmp_path, [MINER, COMPILER, IDLE], clock)
+    snap = table.scan()
+    assert [v.pid for v in snap.suspects] == [100]
+    miner = snap.by_pid()[100]
+    assert {"miner_name", "pool_url", "miner_cmdline", "wallet_address"} <= set(miner.signals)
+    assert not snap.by_pid()[200].suspect and not snap.by_pid()[400].suspect
+    assert reader.fact_reads == 3
+    clock.now += 15
+    table.scan()
+    assert reader.fact_reads == 3  # static facts are cached by (pid, start time)
+
+
+def test_pid_reuse_is_a_new_process(tmp_path):
+    clock = Clock()
+    table, reader = make_table(tmp_path, [MINER], clock)
+    table.scan()
+    # The miner exits and an innocent process gets its pid, with a later start time.
+    stat = tmp_path / "proc" / "100"
+    innocent = FakeProcess(100, "bash", ["-bash"], exe="/usr/bin/bash", start_ticks=MINER.start_ticks + 500)
+    from procfs_fixture import stat_line
+
+    (stat / "stat").write_text(stat_line(innocent))
+    (stat / "cmdline").write_bytes(b"-bash\0")
+    (stat / "exe").unlink()
+    (stat / "exe").symlink_to("/usr/bin/bash")
+    snap = table.scan()
+    assert reader.fact_reads == 2
+    assert snap.suspects == []
+
+
+def test_recent_cpu_and_top_k(tmp_path):
+    clock = Clock()
+    table, _ = make_table(tmp_path, [MINER, COMPILER, RENAMED, IDLE], clock, settings={"top_k": 2})
+    table.scan()
+    clock.now += 10
+    set_cpu(tmp_path, 200, 10 * TICKS)  # compiler: one full core over 10 s
+    set_cpu(tmp_path, 300, 15 * TICKS)  # renamed: 1.5 cores
+    snap = table.scan()
+    assert snap.by_pid()[200].cpu_cores == pytest.approx(1.0)
+    assert snap.by_pid()[300].cpu_cores == pytest.approx(1.5)
+    assert [v.pid for v in snap.top] == [300, 200]
+    # The renamed process from /var/tmp is disguised and busy: suspect; the compiler is not.
+    assert snap.by_pid()[300].suspect and "exe_in_temp_dir" in snap.by_pid()[300].signals
+    assert not snap.by_pid()[200].suspect
+    assert [v.pid for v in snap.watched(max_suspects=20)] == [300, 100, 200]
+    assert [v.pid for v in snap.watched(max_suspects=0)] == [300, 200]
+
+
+def test_disguise_alone_is_not_suspect_while_idle(tmp_path):
+    table, _ = make_table(tmp_path, [RENAMED], Clock())
+    view = table.scan().by_pid()[300]
+    assert "exe_in_temp_dir" in view.signals and not view.suspect
+
+
+def test_idle_processes_stay_out_of_the_top(tmp_path):
+    table, _ = make_table(tmp_path, [IDLE, COMPILER], Clock())
+    assert table.scan().top == []
+
+
+def test_allowlisted_process_is_never_suspect(tmp_path):
+    allow = Allowlist([AllowRule(name="xmrig", user=None, exe="/home/bob/*")])
+    table, _ = make_table(tmp_path, [MINER], Clock(), allowlist=allow)
+    view = table.scan().by_pid()[100]
+    assert view.allowlisted and not view.suspect
+
+
+def test_allowlist_by_sha256_reads_the_running_binary(tmp_path):
+    from minerwatch.allowlist import file_sha256
+
+    binary = tmp_path / "backup-tool"
+    binary.write_bytes(b"\x7fELF pretend binary")
+    proc = FakeProcess(500, "backup-tool", ["backup-tool", "--all"], exe=str(binary))
+    good = Allowlist([AllowRule(sha256=file_sha256(str(binary)))])
+    table, _ = make_table(tmp_path / "a", [proc], Clock(), allowlist=good)
+    assert table.scan().by_pid()[500].allowlisted
+    bad = Allowlist([AllowRule(sha256="0" * 64)])
+    table, _ = make_table(tmp_path / "b", [proc], Clock(), allowlist=bad)
+    assert not table.scan().by_pid()[500].allowlisted
+
+
+class ExcludedDirs:
+    """A signal source like the antivirus one: flags processes whose cwd is in a set."""
+
+    def __init__(self):
+        self.generation = 0
+        self.dirs = set()
+        self.calls = 0
+
+    def refresh(self):
+        pass
+
+    def match(self, facts):
+        self.calls += 1
+        if facts.cwd in self.dirs:
+            return Match("av_excluded", f"working directory {facts.cwd} is excluded")
+        return None
+
+
+def test_signal_sources_are_asked_again_only_when_they_change(tmp_path):
+    source = ExcludedDirs()
+    table, _ = make_table(tmp_path, [RENAMED, IDLE], Clock(), signal_sources=[source])
+    assert not table.scan().by_pid()[300].suspect
+    assert source.calls == 2
+    table.scan()
+    assert source.calls == 2  # same generation: cached answers
+    source.dirs.add("/var/tmp/.cache")
+    source.generation += 1
+    view = table.scan().by_pid()[300]
+    assert view.suspect and view.signals["av_excluded"] == "working directory /var/tmp/.cache is excluded"
+
+
+def test_read_errors_are_counted_not_fatal(tmp_path):
+    table, _ = make_table(tmp_path, [IDLE], Clock())
+    (tmp_path / "proc" / "400" / "stat").unlink()  # vanished between listing and reading
+    snap = table.scan()
+    assert snap.processes == [] and sum(table.read_errors_total.values()) == 0

