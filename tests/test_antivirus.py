@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -202,7 +203,8 @@ def test_defender_registry_both_keys(tmp_path):
     assert w.match(facts(exe="C:/ProgramData/Cache/abc/bin/x.exe", cwd="C:\\")) is not None  # %VAR% and *
     assert w.match(facts(exe="C:\\ProgramData\\Cache\\a\\b\\bin\\x.exe", cwd="C:\\")) is None  # * is one folder
     assert w.match(facts(exe="C:\\Users\\bob\\SVCHOST32.EXE", cwd="C:\\")).reason.endswith("(name)")
-    assert w.match(facts(exe="C:\\Users\\bob\\m.XYZ", cwd="C:\\")).reason == "defender extension exclusion .xyz (extension)"
+    extension = w.match(facts(exe="C:\\Users\\bob\\m.XYZ", cwd="C:\\"))
+    assert extension.reason == "defender extension exclusion .xyz (extension)"
     assert w.match(facts(exe="D:\\Shared\\Tools\\t.exe", cwd="C:\\")) is not None  # from the Policies key
     assert w.match(facts(exe="C:\\Apps\\v2\\worker.exe", cwd="C:\\")) is not None
     assert w.match(facts(exe="C:\\Apps\\v2\\other.exe", cwd="C:\\")) is None
@@ -306,13 +308,14 @@ def test_reg_export_as_configured_source(tmp_path):
         (MDATP, MDATP_JSON, '{"antivirusEngine": {"exclusions": [}', f"/{MDATP}:1: invalid JSON"),
         (MDATP, MDATP_JSON, '{"antivirusEngine": {"exclusions": [{"$type": "excludedPath"}]}}',
          f"/{MDATP}: antivirusEngine.exclusions[0].path: must be a non-empty string"),
-        (CLAMD, CLAMD_CONF, CLAMD_CONF + "OnAccessExcludePath\n", f"/{CLAMD}:10: OnAccessExcludePath: expected 'Option value'"),
+        (CLAMD, CLAMD_CONF, CLAMD_CONF + "OnAccessExcludePath\n",
+         f"/{CLAMD}:10: OnAccessExcludePath: expected 'Option value'"),
         (CLAMD, CLAMD_CONF, CLAMD_CONF + "\nExcludePath ^/opt/(miner\n",
          f"/{CLAMD}:11: ExcludePath: invalid regular expression '^/opt/(miner'"),
     ],
     ids=["broken-json", "json-missing-field", "clamd-no-value", "clamd-bad-regex"],
 )
-def test_malformed_file_keeps_last_good(tmp_path, caplog, rel, good, bad, message):
+def test_malformed_file_keeps_last_good(tmp_path, caplog, promtool, rel, good, bad, message):
     host = Host(tmp_path)
     path = host.write(rel, good)
     host.scrape()
@@ -328,13 +331,13 @@ def test_malformed_file_keeps_last_good(tmp_path, caplog, rel, good, bad, messag
     assert host.value("minerwatch_antivirus_exclusion_changes_total", product=product) == 0
     assert [message in r.getMessage() for r in caplog.records] == [True], caplog.text
     assert host.watcher.match(facts(exe="/opt/tools/a" if rel == MDATP else "/srv/build/a")) is not None
-    check_metrics_if_available(text)
+    check_metrics(promtool, text)
     path.write_text(good)
     host.scrape()
     assert host.value("minerwatch_antivirus_source_up", product=product, source="/" + rel) == 1
 
 
-def test_directory_in_place_of_the_file_is_a_failure(tmp_path, caplog):
+def test_directory_in_place_of_the_file_is_a_failure(tmp_path, caplog, promtool):
     host = Host(tmp_path)
     (host.root / CLAMD).mkdir(parents=True)  # fails for root too, unlike a chmod
     with caplog.at_level(logging.ERROR, logger="minerwatch.antivirus"):
@@ -342,7 +345,7 @@ def test_directory_in_place_of_the_file_is_a_failure(tmp_path, caplog):
     assert host.value("minerwatch_antivirus_source_up", product="clamav", source="/" + CLAMD) == 0
     assert host.value("minerwatch_antivirus_exclusions", product="clamav", kind="path") == 0
     assert f"/{CLAMD}: cannot read: Is a directory" in caplog.text
-    check_metrics_if_available(text)
+    check_metrics(promtool, text)
 
 
 def test_unreadable_file_is_a_failure(tmp_path, caplog):
@@ -412,10 +415,12 @@ def test_registry_change_detection(tmp_path):
     assert host.value("minerwatch_antivirus_exclusion_changes_total", product="defender") == 1
 
 
-def test_file_appearing_after_start_is_a_change(tmp_path):
+def test_file_appearing_after_start_is_a_change(tmp_path, promtool):
     host = Host(tmp_path)
     host.scrape()
-    assert "minerwatch_antivirus_exclusion_changes_total{" not in host.scrape()  # not installed: nothing
+    text = host.scrape()
+    assert "product=" not in text  # nothing installed: no series at all, quietly
+    check_metrics(promtool, text)
     host.write(CLAMD, "ExcludePath ^/var/tmp/\n")
     host.scrape()
     assert host.value("minerwatch_antivirus_exclusion_changes_total", product="clamav") == 1
@@ -439,8 +444,9 @@ def test_sources_are_read_at_most_once_per_interval(tmp_path):
 def processes(tmp_path):
     started = []
 
-    def start(cwd: Path) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], cwd=cwd)
+    def start(cwd: Path, busy: bool = False) -> subprocess.Popen:
+        code = "while True: pass" if busy else "import time; time.sleep(60)"
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd=cwd)
         started.append(proc)
         return proc
 
@@ -449,7 +455,7 @@ def processes(tmp_path):
         stop_pid(proc)
 
 
-def test_real_process_under_an_exclusion_is_suspect(tmp_path, processes):
+def test_real_busy_process_under_an_exclusion_is_suspect(tmp_path, processes):
     excluded = (tmp_path / "Tools").resolve()
     elsewhere = (tmp_path / "Documents").resolve()
     excluded.mkdir()
@@ -457,10 +463,15 @@ def test_real_process_under_an_exclusion_is_suspect(tmp_path, processes):
     config_file = tmp_path / "minerwatch.yml"
     clamd = tmp_path / "clamd.conf"
     clamd.write_text(f"OnAccessExcludePath {excluded}\n")
-    config_file.write_text(f"antivirus:\n  defaults: false\n  sources:\n    - format: clamd\n      path: {clamd}\n")
-    # Idle processes: nothing but the exclusion can make one suspect.
-    inside, outside = processes(excluded), processes(elsewhere)
-    wait_for(lambda: os.readlink(f"/proc/{inside.pid}/cwd") == str(excluded), what="child in its cwd")
+    # A low busy threshold: the test host has two cores shared with the rest of the suite.
+    config_file.write_text("process:\n  suspect_busy_cores: 0.2\n"
+                           f"antivirus:\n  defaults: false\n  sources:\n    - format: clamd\n      path: {clamd}\n")
+    # Plain python processes: nothing but the exclusion can make one suspect, and only while busy
+    # (an idle backup agent under an exclusion is normal).
+    inside, busy, outside = processes(excluded), processes(excluded, busy=True), processes(elsewhere)
+    for proc in (inside, busy):
+        wait_for(lambda: os.readlink(f"/proc/{proc.pid}/cwd") == str(excluded), what="child in its cwd")
+    time.sleep(0.5)  # the busy one accumulates CPU time
     wait_for(lambda: os.readlink(f"/proc/{outside.pid}/cwd") == str(elsewhere), what="child in its cwd")
 
     context = build_context(Options(config_file=str(config_file), procfs="/proc"))  # as `serve` builds it
@@ -469,13 +480,16 @@ def test_real_process_under_an_exclusion_is_suspect(tmp_path, processes):
 
     view = snapshot.by_pid()[inside.pid]
     assert view.signals["av_excluded"] == f"clamav path exclusion {excluded} (working directory)"
-    assert view.suspect
+    assert not view.suspect
+    busy_view = snapshot.by_pid()[busy.pid]
+    assert "av_excluded" in busy_view.signals and busy_view.suspect, busy_view.cpu_cores
     other = snapshot.by_pid()[outside.pid]
     assert "av_excluded" not in other.signals and not other.suspect
 
-    lines = describe_exclusions(context)
-    assert f"pid {inside.pid} ({view.name}): clamav path exclusion {excluded} covers its working directory " \
+    lines = describe_exclusions(context)  # for suspects only
+    assert f"pid {busy.pid} ({view.name}): clamav path exclusion {excluded} covers its working directory " \
            f"[{clamd}:1]" in lines
+    assert not any(f"pid {inside.pid} " in line for line in lines)
     assert not any(str(outside.pid) in line for line in lines)
     assert collector.watcher in context.signal_sources
 
@@ -543,13 +557,6 @@ def test_exposition_passes_promtool(tmp_path, promtool):
     assert 'minerwatch_antivirus_exclusion_changes_total{product="defender"} 1.0' in text
     assert f'minerwatch_antivirus_source_up{{product="defender",source="{PREFS}"}} 1.0'.replace("\\", "\\\\") in text
     check_metrics(promtool, text)
-
-
-def check_metrics_if_available(text: str) -> None:
-    import shutil
-
-    if shutil.which("promtool"):
-        check_metrics(shutil.which("promtool"), text)
 
 
 def test_collector_is_registered_by_name():

@@ -104,3 +104,19 @@ def test_scan_with_the_portable_reader_finds_a_live_miner(spawn):
     report = json.loads(result.stdout)
     assert result.returncode == 1
     assert miner.pid in [s["pid"] for s in report["suspects"]]
+
+
+def test_scan_shows_the_antivirus_exclusion_covering_a_suspect(tmp_path):
+    miner = FakeProcess(**{**MINER.__dict__, "cwd": "/opt/tools"})
+    proc = build(tmp_path, [miner, IDLE])
+    clamd = tmp_path / "clamd.conf"
+    clamd.write_text("LocalSocket /run/clamav/clamd.ctl\nOnAccessExcludePath /opt/tools\n")
+    cfg = tmp_path / "minerwatch.yml"
+    cfg.write_text(f"antivirus:\n  defaults: false\n  sources:\n    - {{format: clamd, path: {clamd}}}\n")
+    result = run("scan", f"--path.procfs={proc}", "--interval=0", f"--config.file={cfg}")
+    assert result.returncode == 1, result.stderr
+    assert "Antivirus exclusions covering suspects:" in result.stdout
+    line = result.stdout.split("Antivirus exclusions covering suspects:\n")[1].splitlines()[0]
+    assert line.startswith("  pid 100 (xmrig): ") and "/opt/tools" in line and str(clamd) in line
+    result = run("scan", f"--path.procfs={proc}", "--interval=0", f"--config.file={cfg}", "--json")
+    assert len(json.loads(result.stdout)["antivirus_exclusions"]) == 1

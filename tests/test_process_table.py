@@ -145,8 +145,8 @@ def test_allowlist_by_sha256_reads_the_running_binary(tmp_path):
     assert not table.scan().by_pid()[500].allowlisted
 
 
-class ExcludedDirs:
-    """A signal source like the antivirus one: flags processes whose cwd is in a set."""
+class PoolDirs:
+    """A signal source like the network one: flags processes (here by cwd) with a strong signal."""
 
     def __init__(self):
         self.generation = 0
@@ -159,12 +159,12 @@ class ExcludedDirs:
     def match(self, facts):
         self.calls += 1
         if facts.cwd in self.dirs:
-            return Match("av_excluded", f"working directory {facts.cwd} is excluded")
+            return Match("pool_connection", f"working directory {facts.cwd} is listed")
         return None
 
 
 def test_signal_sources_are_asked_again_only_when_they_change(tmp_path):
-    source = ExcludedDirs()
+    source = PoolDirs()
     table, _ = make_table(tmp_path, [RENAMED, IDLE], Clock(), signal_sources=[source])
     assert not table.scan().by_pid()[300].suspect
     assert source.calls == 2
@@ -173,7 +173,7 @@ def test_signal_sources_are_asked_again_only_when_they_change(tmp_path):
     source.dirs.add("/var/tmp/.cache")
     source.generation += 1
     view = table.scan().by_pid()[300]
-    assert view.suspect and view.signals["av_excluded"] == "working directory /var/tmp/.cache is excluded"
+    assert view.suspect and view.signals["pool_connection"] == "working directory /var/tmp/.cache is listed"
 
 
 def test_read_errors_are_counted_not_fatal(tmp_path):

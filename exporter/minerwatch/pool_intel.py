@@ -227,8 +227,10 @@ def parse_ports(lines: Iterable[str], name: str) -> FrozenSet[int]:
 class PoolList:
     """The merged indicators with the lookups a scan needs, each O(1) or O(labels)."""
 
-    def __init__(self, indicators: Indicators, ports: Iterable[int] = ()):
+    def __init__(self, indicators: Indicators, ports: Iterable[int] = (), resolvable: Optional[List[str]] = None):
         self.indicators = indicators
+        # names worth resolving, in order; by default the `stratum` ones, then every domain
+        self.resolvable = resolvable if resolvable is not None else indicators.stratum + list(indicators.domains)
         self.ports: FrozenSet[int] = frozenset(ports)
         self._domains = indicators.domains
         self._excluded = indicators.excluded
@@ -278,7 +280,7 @@ class PoolList:
         """Names the resolver looks up: `stratum` names first, then user domains, at most `limit`."""
         names: List[str] = []
         seen: Set[str] = set()
-        for name in list(self.indicators.stratum) + list(self._domains):
+        for name in self.resolvable:
             if name not in seen and self.match_domain(name) is not None:
                 seen.add(name)
                 names.append(name)
@@ -294,17 +296,24 @@ def load_pool_list(
 ) -> PoolList:
     """Shipped lists plus user IOC files given as (path to open, name shown in errors)."""
     indicators = Indicators()
+    first: List[str] = []  # Stratum endpoints, shipped then named in IOC files
+    then: List[str] = []  # other user domains; the shipped web-site names are never resolved
     if shipped:
-        indicators.merge(load_indicators(shipped, os.path.basename(shipped)))
+        ours = load_indicators(shipped, os.path.basename(shipped))
+        indicators.merge(ours)
+        first.extend(ours.stratum)
     for path, shown in ioc_files:
-        indicators.merge(load_indicators(path, shown))
+        theirs = load_indicators(path, shown)
+        indicators.merge(theirs)
+        first.extend(theirs.stratum)
+        then.extend(theirs.domains)
     for domain in exclude_domains:
         indicators.excluded.setdefault(domain, "config")
     ports: Set[int] = set(extra_ports)
     if shipped_ports:
         with open(shipped_ports, encoding="utf-8") as f:
             ports.update(parse_ports(f, os.path.basename(shipped_ports)))
-    return PoolList(indicators, ports)
+    return PoolList(indicators, ports, first + then)
 
 
 # -- resolving ---------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Protocol, Tuple
 
 from minerwatch.allowlist import Allowlist
 from minerwatch.proc_reader import ProcFacts, ProcStat, ReadError
-from minerwatch.signatures import DISGUISE_SIGNALS, STRONG_SIGNALS, Match, Signatures
+from minerwatch.signatures import STRONG_SIGNALS, WEAK_SIGNALS, Match, Signatures
 
 log = logging.getLogger("minerwatch.process")
 
@@ -41,7 +41,7 @@ class ProcessSettings:
     top_k: int = 5  # busiest processes exported whatever their name
     max_suspects: int = 20  # cap on per-process series for suspects
     top_min_cpu_cores: float = 0.1  # a process idler than this is never in the top-K
-    suspect_busy_cores: float = 0.5  # a disguised process this busy is suspect
+    suspect_busy_cores: float = 0.5  # a process with only weak signals is suspect this busy
     cmdline_max_length: int = 256
 
 
@@ -118,7 +118,8 @@ class ProcessTable:
         self.signatures = signatures
         self.allowlist = allowlist or Allowlist([])
         self.settings = settings or ProcessSettings()
-        self.signal_sources = list(signal_sources)
+        # Kept as given (not copied): collectors built after the table add their sources to it.
+        self.signal_sources = signal_sources if isinstance(signal_sources, list) else list(signal_sources)
         self._clock = clock
         self._wall = wall_clock
         self._entries: Dict[Tuple[int, float], _Entry] = {}
@@ -223,7 +224,7 @@ class ProcessTable:
         if not entry.allowlisted:
             if STRONG_SIGNALS.intersection(signals):
                 suspect = True
-            elif DISGUISE_SIGNALS.intersection(signals):
+            elif WEAK_SIGNALS.intersection(signals):
                 suspect = entry.cpu_cores >= self.settings.suspect_busy_cores
         return ProcessView(entry.facts, stat, entry.cpu_cores, signals, entry.allowlisted, suspect)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List
 
 from minerwatch.process_table import ProcessView
@@ -18,6 +18,7 @@ class Report:
     suspects: List[ProcessView]
     top: List[ProcessView]
     cmdline_max_length: int
+    exclusions: List[str] = field(default_factory=list)  # antivirus exclusions covering suspects
 
 
 def run(context: Context, interval: float) -> Report:
@@ -26,7 +27,10 @@ def run(context: Context, interval: float) -> Report:
     if interval:
         time.sleep(interval)  # a second pass turns lifetime CPU averages into recent use
     snapshot = table.scan()
-    return Report(len(snapshot.processes), snapshot.suspects, snapshot.top, table.settings.cmdline_max_length)
+    from minerwatch.antivirus import describe_exclusions
+
+    return Report(len(snapshot.processes), snapshot.suspects, snapshot.top, table.settings.cmdline_max_length,
+                  describe_exclusions(context))
 
 
 def _record(view: ProcessView, max_length: int) -> dict:
@@ -50,6 +54,7 @@ def render_json(report: Report) -> str:
             "processes": report.processes,
             "suspects": [_record(v, report.cmdline_max_length) for v in report.suspects],
             "top_cpu": [_record(v, report.cmdline_max_length) for v in report.top],
+            "antivirus_exclusions": report.exclusions,
         },
         indent=2,
     )
@@ -72,6 +77,10 @@ def render_table(report: Report) -> str:
             lines.append(f"         cmdline: {redact_cmdline(view.facts.argv, report.cmdline_max_length)}")
             for signal, reason in sorted(view.signals.items()):
                 lines.append(f"         why: {signal}: {reason}")
+    if report.exclusions:
+        lines.append("")
+        lines.append("Antivirus exclusions covering suspects:")
+        lines.extend(f"  {line}" for line in report.exclusions)
     if report.top:
         lines.append("")
         lines.append("Busiest processes (CPU in cores):")

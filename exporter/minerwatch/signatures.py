@@ -23,6 +23,7 @@ __all__ = [
     "SIGNALS",
     "STRONG_SIGNALS",
     "DISGUISE_SIGNALS",
+    "WEAK_SIGNALS",
     "MINER_NAME_PREFIXES",
     "MINER_NAMES_EXACT",
     "MINER_FLAGS",
@@ -46,7 +47,7 @@ SIGNALS: dict[str, str] = {
     "encoded_cmdline": "command line carries miner strings encoded in base64 (PowerShell -EncodedCommand, cron)",
     "wallet_address": "command line passes a cryptocurrency wallet address (Monero, Bitcoin-style, Ethereum)",
     "miner_env": "environment holds miner settings (POOL_URL, POOL_USER, POOL_PASS, DONATE_LEVEL, ...)",
-    "av_excluded": "executable or working directory lies under an antivirus exclusion",
+    "av_excluded": "executable or working directory lies under an antivirus exclusion (weak alone)",
     "pool_connection": "established connection to a known mining pool, or Stratum seen on the wire",
     "exe_deleted": "executable was deleted after start (weak: upgraded daemons do this too)",
     "exe_in_temp_dir": "executable or working directory in /tmp, /dev/shm, Downloads or a Windows temp folder (weak)",
@@ -61,11 +62,13 @@ STRONG_SIGNALS: frozenset[str] = frozenset(
         "encoded_cmdline",
         "wallet_address",
         "miner_env",
-        "av_excluded",
         "pool_connection",
     }
 )
 DISGUISE_SIGNALS: frozenset[str] = frozenset({"exe_deleted", "exe_in_temp_dir", "name_mismatch"})
+# Weak alone, suspect only while the process is busy: disguise, and an antivirus exclusion (backup
+# agents and databases are excluded legitimately; a busy process under an exclusion is not).
+WEAK_SIGNALS: frozenset[str] = DISGUISE_SIGNALS | {"av_excluded"}
 
 # ---------------------------------------------------------------------------------------------
 # Shipped lists
@@ -201,7 +204,7 @@ MINING_COINS: frozenset[str] = frozenset(
     {
         "monero", "xmr", "wownero", "ravencoin", "rvn", "ergo", "kaspa", "zephyr", "dero",
         "raptoreum", "rtm", "neoxa", "firo", "etc", "ethereumclassic", "aeon", "arqma",
-        "turtlecoin", "conflux", "cfx", "karlsen", "nexa", "clore", "etchash",
+        "turtlecoin", "conflux", "cfx", "karlsen", "nexa", "clore",
     }
 )
 
@@ -389,7 +392,7 @@ def _norm_name(name: str) -> str:
 
 def _stem(name: str) -> str:
     """A name without version, architecture triplet or Debian/NixOS wrapper suffixes."""
-    name = name.lower().lstrip(".")
+    name = name[:255].lower().lstrip(".")  # NAME_MAX; also bounds the regexes below
     if name.endswith(".exe"):
         name = name[:-4]
     m = _TRIPLET_RE.match(name)
@@ -873,8 +876,14 @@ _SECRET_FLAG_RE = re.compile(
     re.IGNORECASE,
 )
 # key=value where the key names a secret (also inside URLs' query strings and --opt=value).
-_SECRET_KV_RE = re.compile(r"([\w.\-]*(?:pass|token|secret|apikey|api_key|key)[\w.\-]*)=(?!<redacted>)([^\s&]+)", re.IGNORECASE)
-_URL_USERINFO_RE = re.compile(r"\b([a-z][a-z0-9+.\-]*://[^\s/:@]*):(?!<redacted>)([^\s/@]+)@", re.IGNORECASE)
+# (Two simple regexes and a loop rather than one clever one: no quadratic backtracking on
+# hostile command lines.)
+_KV_KEY_RE = re.compile(r"(?<![\w.\-])([\w.\-]+)=")
+_KV_VALUE_RE = re.compile(r"[^\s&]+")
+_SECRET_KEY_RE = re.compile(r"pass|token|secret|apikey|api_key|key", re.IGNORECASE)
+# Windows-style /p:SECRET, /password:SECRET (xfreerdp, some installers).
+_SLASH_PASS_RE = re.compile(r"(?<!\S)(/(?:p|pass|password|pwd):)(?!<redacted>)\S+", re.IGNORECASE)
+_URL_USERINFO_RE = re.compile(r"(?<![a-z0-9+.\-])([a-z][a-z0-9+.\-]*://[^\s/:@]*):(?!<redacted>)([^\s/@]+)@", re.IGNORECASE)
 _AUTH_SCHEMES = r"(?:bearer|basic|digest|token|negotiate|ntlm)"
 _AUTH_RE = re.compile(
     r"\b((?:proxy-)?authorization\s*[:=]\s*)(" + _AUTH_SCHEMES + r"\s+)?"
@@ -902,6 +911,7 @@ _P_NOT_SECRET = frozenset(
         "ruby", "python", "sudo", "su", "xargs", "ls", "tree", "less", "watch", "ssh-keygen",
         "ssh-add", "cut", "date", "mount", "umount", "df", "du", "ln", "mv", "chmod", "chown",
         "stat", "readlink", "realpath", "make", "cmake", "ninja", "pip", "npm", "npx", "yarn",
+        "pytest", "cargo", "go", "gradle", "mvn", "bazel",
     }
 )
 _COMPILER_RE = re.compile(r"(?:.*-)?(?:gcc|g\+\+|cc|c\+\+|clang|clang\+\+|cpp|ld|as|gfortran)")
@@ -917,6 +927,8 @@ _PROGRAM_SECRET_FLAGS = {
     "zipcloak": frozenset({"-P"}),
     "unzip": frozenset({"-P"}),
     "sshpass": frozenset({"-p"}),
+    "redis-cli": frozenset({"-a"}),
+    "sqlcmd": frozenset({"-P"}),
 }
 # user:password values (keep the user): curl -u, smbclient -U user%pass.
 _USERPASS_FLAGS = {
@@ -936,13 +948,50 @@ def _program(word: str) -> str:
     return _stem(_norm_name(word))
 
 
+def _redact_key_values(text: str) -> str:
+    """key=VALUE -> key=<redacted> where the key names a secret (DB_PASSWORD, api_key, ...)."""
+    out: List[str] = []
+    pos = 0
+    for m in _KV_KEY_RE.finditer(text):
+        if m.start() < pos or not _SECRET_KEY_RE.search(m.group(1)):
+            continue
+        value = _KV_VALUE_RE.match(text, m.end())
+        if value is None or value.group(0).startswith(REDACTED):
+            continue
+        out.append(text[pos : m.end()])
+        out.append(REDACTED)
+        pos = value.end()
+    out.append(text[pos:])
+    return "".join(out)
+
+
 def _redact_text(text: str) -> str:
     """Redact secrets inside free text (a URL, a shell string): URL passwords, key=value, tokens."""
     text = _URL_USERINFO_RE.sub(lambda m: f"{m.group(1)}:{REDACTED}@", text)
-    text = _SECRET_KV_RE.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+    if "=" in text:
+        text = _redact_key_values(text)
+    if "/" in text:
+        text = _SLASH_PASS_RE.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     text = _AUTH_RE.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}{REDACTED}", text)
     text = _BEARER_RE.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     return text
+
+
+def _redact_attached_userpass(tokens: List[str], at: int, bare: str, userpass: Tuple[frozenset, str]) -> bool:
+    """curl --user=bob:pw or -ubob:pw: keep the user, redact the password. True when done."""
+    flags, sep = userpass
+    for flag in flags:
+        if flag.startswith("--"):
+            prefix = flag + "="
+        elif len(bare) > 2 and bare.startswith(flag):
+            prefix = flag
+        else:
+            continue
+        if bare.startswith(prefix) and sep in bare[len(prefix):]:
+            user = bare[len(prefix):].split(sep, 1)[0]
+            tokens[at] = tokens[at].replace(bare, f"{prefix}{user}{sep}{REDACTED}", 1)
+            return True
+    return False
 
 
 def redact_cmdline(argv: Sequence[str], max_length: int = 256) -> str:
@@ -975,7 +1024,9 @@ def redact_cmdline(argv: Sequence[str], max_length: int = 256) -> str:
             tokens.append(part)
 
     words = [tokens[i] for i in word_at]
-    attached_p = any(_program(w) in _ATTACHED_P_PROGRAMS for w in words)
+    attached_p = any(len(w) > 2 and w.startswith("-p") for w in words) and any(
+        _program(w) in _ATTACHED_P_PROGRAMS for w in words
+    )
     program = ""
     expect_program = True
     pending: Optional[str] = None  # None, "all" or the separator of a user:pass value
@@ -1001,6 +1052,9 @@ def redact_cmdline(argv: Sequence[str], max_length: int = 256) -> str:
             continue
         if not bare.startswith("-"):
             continue
+        userpass = _USERPASS_FLAGS.get(program)
+        if userpass and _redact_attached_userpass(tokens, word_at[j], bare, userpass):
+            continue
         if "=" in bare:
             continue  # --pass=X and friends: handled by the key=value rule below
         if attached_p and len(bare) > 2 and bare.startswith("-p") and not bare.startswith("-pass"):
@@ -1009,7 +1063,6 @@ def redact_cmdline(argv: Sequence[str], max_length: int = 256) -> str:
         if _SECRET_FLAG_RE.fullmatch(bare) or bare in _PROGRAM_SECRET_FLAGS.get(program, ()):
             pending = "all"
             continue
-        userpass = _USERPASS_FLAGS.get(program)
         if userpass and bare in userpass[0]:
             pending = userpass[1]
             continue

@@ -18,7 +18,8 @@ import ntpath
 import posixpath
 import re
 from dataclasses import dataclass, field
-from typing import Callable, List, Mapping, Optional, Pattern
+from functools import lru_cache
+from typing import Callable, List, Mapping, Optional
 
 PATH, PROCESS, EXTENSION, IP, USER = "path", "process", "extension", "ip", "user"
 
@@ -79,13 +80,14 @@ def expand_windows_vars(value: str, environ: Mapping[str, str]) -> str:
 
 
 # -- path helpers ---------------------------------------------------------------------------------
+@lru_cache(maxsize=4096)  # every exclusion normalizes the same exe and cwd again
 def _normalize(path: str, windows: bool) -> str:
     if windows:
         return ntpath.normpath(path.replace("/", "\\")).casefold()
     return posixpath.normpath(path) if path else path
 
 
-def _glob_regex(pattern: str, windows: bool) -> Pattern:
+def _glob_regex(pattern: str, windows: bool) -> re.Pattern:
     """A Defender-style path pattern as a regex covering the path and everything under it."""
     sep = "\\" if windows else "/"
     norm = _normalize(pattern, windows).rstrip(sep)
@@ -96,7 +98,7 @@ def _glob_regex(pattern: str, windows: bool) -> Pattern:
     return re.compile("".join(out) + "(?:" + re.escape(sep) + ".*)?\\Z", re.DOTALL)
 
 
-def _name_regex(pattern: str, windows: bool) -> Pattern:
+def _name_regex(pattern: str, windows: bool) -> re.Pattern:
     body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
     return re.compile(body + "\\Z", re.DOTALL | (re.IGNORECASE if windows else 0))
 
@@ -108,7 +110,7 @@ _POSIX_CLASSES = {
 }
 
 
-def compile_posix_ere(pattern: str) -> Pattern:
+def compile_posix_ere(pattern: str) -> re.Pattern:
     """ClamAV compiles ExcludePath as a POSIX ERE; Python's re reads the same text except for
     bracket classes such as [[:digit:]], which are translated here. Raises re.error."""
     translated = re.sub(r"\[:(\w+):\]", lambda m: _POSIX_CLASSES.get(m.group(1), m.group(0)), pattern)

@@ -9,7 +9,7 @@ Sample output:
     minerwatch_antivirus_exclusions{kind="path",product="defender"} 3
     minerwatch_antivirus_exclusion_changes_total{product="defender"} 1
     minerwatch_antivirus_exclusion_last_change_timestamp_seconds{product="defender"} 1.7e+09
-    minerwatch_antivirus_source_up{product="defender",source="HKLM\\SOFTWARE\\Microsoft\\Windows Defender\\Exclusions"} 0
+    minerwatch_antivirus_source_up{product="defender",source="HKLM\\SOFTWARE\\...\\Exclusions"} 0
     minerwatch_antivirus_local_exclusions_merged{product="mdatp",source="/etc/opt/.../mdatp_managed.json"} 1
 """
 
@@ -51,10 +51,6 @@ class AntivirusCollector(Collector):
         sources = build_sources(settings, root=root, winreg=winreg)
         self.watcher = ExclusionWatcher(sources, settings.interval, environ, clock, wall_clock)
         context.signal_sources.append(self.watcher)  # one classification: the process table asks it
-        table = context.processes
-        if table is not None and self.watcher not in table.signal_sources:
-            # The table may hold a copy of the list, made before collectors existed.
-            table.signal_sources.append(self.watcher)
 
     def collect(self) -> Iterable[Metric]:
         self.watcher.refresh()  # at most once per interval, whoever asks first

@@ -1,0 +1,443 @@
+"""The network collector on real sockets and processes, loopback only (127.0.0.0/8).
+
+Every server is a thread of this process (shut down here) or a process stopped by its PID;
+every resolver is injected, so no test ever asks real DNS about a real pool.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import pwd
+import resource
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import MONERO_WALLET, check_metrics, free_port, stop_pid, wait_for
+from minerwatch.app import Options, build_context
+from minerwatch.collectors.network import NetworkCollector
+from minerwatch.config import ConfigError
+from minerwatch.sniffer import open_packet_socket
+from minerwatch.sockets import PsutilSockets
+from support.pool import PoolServer, StratumHandler
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sockets and /proc")
+
+NETCLIENT = Path(__file__).resolve().parent / "support" / "netclient.py"
+
+
+def _can_sniff() -> bool:
+    try:
+        open_packet_socket().close()
+        return True
+    except OSError:
+        return False
+
+
+needs_raw = pytest.mark.skipif(not _can_sniff(), reason="the sniffer needs CAP_NET_RAW")
+
+
+def no_dns(name):
+    """The injected resolver of most tests: knows nothing, asks nobody."""
+    raise OSError(f"no DNS in tests: {name}")
+
+
+class Net:
+    """A config file, the real context (process table) and the network collector over them."""
+
+    def __init__(self, tmp_path: Path, config: str, resolve=no_dns, **kwargs):
+        self.config_file = tmp_path / "minerwatch.yml"
+        self.config_file.write_text(config)
+        self.context = build_context(Options(config_file=str(self.config_file)))
+        self.collector = NetworkCollector(self.context, resolve=resolve, **kwargs)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.collector)
+
+    def scrape(self) -> str:
+        self.collector.monitor._last = float("-inf")  # no 1-second reuse between test steps
+        return generate_latest(self.registry).decode()
+
+    def samples(self, name: str):
+        text = self.scrape()
+        return [s for f in text_string_to_metric_families(text) for s in f.samples if s.name == name]
+
+    def info(self):
+        return [s.labels for s in self.samples("minerwatch_network_pool_connection_info")]
+
+    def value(self, name: str, **labels) -> float:
+        return next(s.value for s in self.samples(name) if all(s.labels.get(k) == v for k, v in labels.items()))
+
+    def signals(self, pid: int):
+        view = self.context.processes.scan().by_pid().get(pid)
+        return view.signals if view else {}
+
+    def close(self):
+        self.collector.close()
+
+
+@pytest.fixture
+def nets(tmp_path):
+    made = []
+
+    def make(config: str, **kwargs) -> Net:
+        net = Net(tmp_path, config, **kwargs)
+        made.append(net)
+        return net
+
+    yield make
+    for net in made:
+        net.close()
+
+
+def ioc_file(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "iocs.txt"
+    path.write_text(text)
+    return str(path)
+
+
+class ThreadServer:
+    """A socketserver in a thread of this process, shut down by the test."""
+
+    def __init__(self, server: socketserver.BaseServer):
+        self.server = server
+        self.port = server.server_address[1]
+        self.thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class SilentHandler(socketserver.BaseRequestHandler):
+    """Accepts and never answers: a TLS client waits in its handshake, connection open."""
+
+    def handle(self):
+        self.request.settimeout(60)
+        try:
+            while self.request.recv(4096):
+                pass
+        except OSError:
+            pass
+
+
+class ThreadingServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+
+
+class OkHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+def bind(make, preferred: int):
+    """A server on 127.0.0.1:preferred, or on a free port when that one is taken."""
+    try:
+        return make(preferred)
+    except OSError:
+        return make(0)
+
+
+@pytest.fixture
+def servers():
+    started = []
+
+    def start(server) -> ThreadServer:
+        handle = ThreadServer(server)
+        started.append(handle)
+        return handle
+
+    yield start
+    for handle in started:
+        handle.close()
+
+
+def wait_series(net: Net, pid: int, what: str):
+    return wait_for(lambda: [s for s in net.info() if s["pid"] == str(pid)], timeout=15, what=what)
+
+
+# -- lists ----------------------------------------------------------------------------------------
+
+
+def test_listed_pool_connection_is_attributed_to_pid_and_user(nets, tmp_path, pool, spawn):
+    iocs = ioc_file(tmp_path, f"127.0.0.1:{pool.port}\n")
+    net = nets(f"network:\n  ioc_files: [{iocs}]\n  sniffer: off\n")
+    miner = spawn.start("xmrig", ["-o", f"stratum+tcp://127.0.0.1:{pool.port}", "-u", MONERO_WALLET, "-p", "x"])
+    wait_for(lambda: "login" in pool.methods(), what="the miner's login")
+
+    [series] = wait_series(net, miner.pid, "the miner's connection")
+    assert series == {
+        "pid": str(miner.pid), "name": "xmrig", "user": "root", "remote": f"127.0.0.1:{pool.port}",
+        "evidence": "list", "pool": f"127.0.0.1:{pool.port}",
+    }
+    assert not [s for s in net.info() if s["pid"] == str(pool.pid)]  # the pool's side accepted, not flagged
+    assert net.value("minerwatch_network_pool_connections") == 1
+    reason = net.signals(miner.pid)["pool_connection"]
+    assert reason == f"connection to 127.0.0.1:{pool.port} (list: 127.0.0.1:{pool.port} listed at {iocs}:1)"
+    assert "pool_connection" not in net.signals(pool.pid)
+
+
+def test_attribution_names_another_users_process(nets, tmp_path, pool):
+    iocs = ioc_file(tmp_path, f"127.0.0.0/8\n")
+    net = nets(f"network:\n  ioc_files: [{iocs}]\n  sniffer: off\n")
+    proc = subprocess.Popen([sys.executable, str(NETCLIENT), "idle", "127.0.0.1", str(pool.port)],
+                            env={**os.environ, "NETCLIENT_USER": "nobody"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        [series] = wait_series(net, proc.pid, "nobody's connection")
+        assert (series["user"], series["evidence"], series["pool"]) == ("nobody", "list", "127.0.0.0/8")
+        assert pwd.getpwnam("nobody").pw_uid == os.stat(f"/proc/{proc.pid}").st_uid
+    finally:
+        stop_pid(proc)
+
+
+def test_a_usual_stratum_port_alone_is_weak(nets, pool, spawn):
+    net = nets(f"network:\n  extra_ports: [{pool.port}]\n  sniffer: off\n")
+    client = spawn.start("helper", ["idle", "127.0.0.1", pool.port], script=NETCLIENT)
+    [series] = wait_series(net, client.pid, "the port-only connection")
+    assert (series["evidence"], series["pool"]) == ("port", "")
+    assert net.value("minerwatch_network_pool_connections") == 0
+    assert net.value("minerwatch_network_pool_port_connections") == 1
+    assert "pool_connection" not in net.signals(client.pid)
+
+
+def test_resolved_pool_name_gives_dns_evidence(nets, servers, spawn):
+    # 127.0.0.1 is a sinkhole answer (ignored); a pool "living" on 127.0.0.2 is not
+    pool = servers(ThreadingServer(("127.0.0.2", 0), StratumHandler))
+    answers = {"pool.supportxmr.com": ["127.0.0.2"], "gulf.moneroocean.stream": ["127.0.0.1", "0.0.0.0"]}
+
+    def resolve(name):
+        if name in answers:
+            return answers[name]
+        raise OSError("unknown")
+
+    net = nets("network:\n  sniffer: off\n", resolve=resolve)
+    wait_for(lambda: net.collector.resolver.last_refresh > 0, what="the first resolver round")
+    assert net.collector.resolver.address_count == 1
+    client = spawn.start("helper", ["idle", "127.0.0.2", pool.port], script=NETCLIENT)
+    [series] = wait_series(net, client.pid, "the connection to a resolved pool address")
+    assert (series["evidence"], series["pool"]) == ("dns", "pool.supportxmr.com")
+    assert "an address of pool.supportxmr.com" in net.signals(client.pid)["pool_connection"]
+    assert net.value("minerwatch_network_pool_addresses", source="dns") == 1
+    assert net.value("minerwatch_network_pool_resolve_failures_total") == len(net.collector.resolver.names) - 2
+    assert net.value("minerwatch_network_pool_list_refresh_timestamp_seconds") > 1.6e9
+
+
+def test_a_hanging_resolver_never_slows_a_scrape(nets):
+    release = threading.Event()
+    net = nets("network:\n  sniffer: off\n  resolve_timeout_seconds: 30\n",
+               resolve=lambda name: release.wait(60) and [])
+    try:
+        start = time.monotonic()
+        net.scrape()
+        assert time.monotonic() - start < 2.0
+        assert net.value("minerwatch_network_pool_list_refresh_timestamp_seconds") == 0
+    finally:
+        release.set()
+
+
+# -- cost -----------------------------------------------------------------------------------------
+
+
+def test_idle_connections_cost_no_attribution_and_a_match_costs_little(nets, tmp_path, pool, spawn):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(512)
+    idle = []
+    try:
+        for _ in range(300):
+            client = socket.create_connection(listener.getsockname())
+            server, _ = listener.accept()
+            idle += [client, server]
+        iocs = ioc_file(tmp_path, f"127.0.0.1:{pool.port}\n")
+        net = nets(f"network:\n  ioc_files: [{iocs}]\n  sniffer: off\n")
+        owners = net.collector.monitor.sockets.owners
+        if listener.getsockname()[1] in net.collector.pools.ports:
+            pytest.skip("the idle listener drew a usual Stratum port")
+
+        net.scrape()
+        assert net.value("minerwatch_network_sockets") >= 600
+        assert (owners.fd_dirs_total, owners.fd_reads_total) == (0, 0)  # nothing matched: no /proc/PID/fd
+
+        miner = spawn.start("xmrig", ["-o", f"stratum+tcp://127.0.0.1:{pool.port}", "-u", MONERO_WALLET])
+        wait_for(lambda: "login" in pool.methods(), what="the miner's login")
+        wait_series(net, miner.pid, "the miner's connection")
+        # the newest process of the socket's owner is looked at first; this test process, with its
+        # 600 sockets, never is
+        assert owners.fd_dirs_total <= 3, owners.fd_dirs_total
+        assert owners.fd_reads_total < 60, owners.fd_reads_total
+        reads = owners.fd_reads_total
+        net.scrape()
+        assert owners.fd_reads_total == reads + 1  # the cached inode -> (pid, fd), checked with one readlink
+        assert net.value("minerwatch_network_attribution_fd_reads_total") == owners.fd_reads_total == reads + 2
+    finally:
+        for s in idle:
+            s.close()
+        listener.close()
+
+
+def test_psutil_path_attributes_the_same_connection(nets, tmp_path, pool, spawn):
+    iocs = ioc_file(tmp_path, f"127.0.0.1:{pool.port}\n")
+    net = nets(f"network:\n  ioc_files: [{iocs}]\n  sniffer: off\n", sockets=PsutilSockets())
+    miner = spawn.start("xmrig", ["-o", f"stratum+tcp://127.0.0.1:{pool.port}", "-u", MONERO_WALLET])
+    [series] = wait_series(net, miner.pid, "the miner's connection through psutil")
+    assert (series["name"], series["evidence"]) == ("xmrig", "list")
+    assert "pool_connection" in net.signals(miner.pid)
+
+
+# -- sniffer --------------------------------------------------------------------------------------
+
+
+@needs_raw
+@pytest.mark.parametrize("dialect", ["cryptonote", "stratum1"])
+def test_renamed_process_speaking_stratum_on_an_unlisted_port(nets, servers, spawn, dialect):
+    pool = servers(bind(PoolServer, 18080))
+    net = nets("network:\n  sniffer: on\n")
+    assert pool.port not in net.collector.pools.ports
+    client = spawn.start("backup-agent", [dialect, "127.0.0.1", pool.port], script=NETCLIENT)
+    [series] = wait_series(net, client.pid, "the Stratum flow")
+    assert series["evidence"] == "stratum" and series["name"] == "backup-agent"
+    assert series["remote"] == f"127.0.0.1:{pool.port}"
+    counted = "cryptonote" if dialect == "cryptonote" else "stratum_v1"
+    assert net.value("minerwatch_network_stratum_flows_total", dialect=counted) == 1
+    assert net.value("minerwatch_network_sniffer_up") == 1
+    reason = net.signals(client.pid)["pool_connection"]
+    assert reason.startswith(f"connection to 127.0.0.1:{pool.port} (stratum: ")
+
+
+@needs_raw
+def test_tls_client_hello_naming_a_pool_is_caught_by_sni(nets, servers, spawn):
+    silent = servers(ThreadingServer(("127.0.0.1", 0), SilentHandler))
+    net = nets("network:\n  sniffer: on\n")
+    client = spawn.start("updater", ["tls", "127.0.0.1", silent.port, "pool.supportxmr.com"], script=NETCLIENT)
+    [series] = wait_series(net, client.pid, "the ClientHello")
+    assert (series["evidence"], series["pool"]) == ("sni", "pool.supportxmr.com")
+    assert net.value("minerwatch_network_sni_matches_total") == 1
+    assert "sni: pool.supportxmr.com" in net.signals(client.pid)["pool_connection"]
+
+
+@needs_raw
+def test_ordinary_http_and_tls_raise_nothing(nets, servers, spawn):
+    web = servers(bind(lambda port: http.server.ThreadingHTTPServer(("127.0.0.1", port), OkHandler), 8080))
+    silent = servers(ThreadingServer(("127.0.0.1", 0), SilentHandler))
+    net = nets("network:\n  sniffer: on\n  extra_ports: []\n")
+    before = net.value("minerwatch_network_sniffer_packets_total")
+    browser = spawn.start("firefox", ["http", "127.0.0.1", web.port], script=NETCLIENT)
+    tls = spawn.start("curl", ["tls", "127.0.0.1", silent.port, "www.example.org"], script=NETCLIENT)
+    # the ClientHello went through the filter: the sniffer saw it, and let it be
+    wait_for(lambda: net.value("minerwatch_network_sniffer_packets_total") > before, what="the ClientHello")
+    time.sleep(0.5)
+    assert net.info() == []
+    assert net.value("minerwatch_network_pool_connections") == 0
+    assert net.value("minerwatch_network_sni_matches_total") == 0
+    for proc in (browser, tls):
+        assert "pool_connection" not in net.signals(proc.pid)
+
+
+def drop_cap_net_raw():
+    """In the child, before exec: take CAP_NET_RAW out of the bounding set (even root loses it)."""
+    import ctypes
+
+    if ctypes.CDLL(None, use_errno=True).prctl(24, 13, 0, 0, 0) != 0:  # PR_CAPBSET_DROP, CAP_NET_RAW
+        raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_sniffer_without_cap_net_raw_is_quietly_down(tmp_path):
+    script = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "from minerwatch.sniffer import Sniffer\n"
+        "s = Sniffer(lambda name: None)\n"
+        "print(s.start(), s.up, s.error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], preexec_fn=drop_cap_net_raw, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False False Operation not permitted"
+    assert result.stderr == ""
+
+
+def test_sniffer_on_without_a_packet_socket_is_a_start_up_error(tmp_path, monkeypatch):
+    import minerwatch.sniffer as sniffer
+
+    def refuse(*args):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(sniffer, "open_packet_socket", refuse)
+    config = tmp_path / "minerwatch.yml"
+    config.write_text("network:\n  resolve_max_names: 0\n  sniffer: on\n")
+    context = build_context(Options(config_file=str(config)))
+    with pytest.raises(ConfigError) as err:
+        NetworkCollector(context, resolve=no_dns)
+    assert str(err.value) == (
+        f"{config}:3: network.sniffer: on, but no packet socket could be opened (Operation not permitted): "
+        "it needs Linux and CAP_NET_RAW"
+    )
+    config.write_text("network:\n  resolve_max_names: 0\n")
+    collector = NetworkCollector(build_context(Options(config_file=str(config))), resolve=no_dns)
+    try:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(collector)
+        assert registry.get_sample_value("minerwatch_network_sniffer_up") == 0
+    finally:
+        collector.close()
+
+
+def test_bad_ioc_file_stops_start_up_with_file_and_line(tmp_path):
+    (tmp_path / "iocs.txt").write_text("198.51.100.7\n# ok\nfoo bar\n")
+    config = tmp_path / "minerwatch.yml"
+    config.write_text("network:\n  ioc_files: [iocs.txt]\n")
+    context = build_context(Options(config_file=str(config)))
+    with pytest.raises(ConfigError) as err:
+        NetworkCollector(context, resolve=no_dns)
+    assert str(err.value) == "iocs.txt:3: not a domain, IP, CIDR or host:port: 'foo bar'"
+
+
+# -- exposition -----------------------------------------------------------------------------------
+
+
+def test_exposition_passes_promtool(nets, tmp_path, pool, spawn, promtool):
+    iocs = ioc_file(tmp_path, f"127.0.0.1:{pool.port}\n")
+    net = nets(f"network:\n  ioc_files: [{iocs}]\n  sniffer: auto\n")
+    miner = spawn.start("xmrig", ["-o", f"stratum+tcp://127.0.0.1:{pool.port}", "-u", MONERO_WALLET])
+    wait_series(net, miner.pid, "the miner's connection")
+    text = net.scrape()
+    check_metrics(promtool, text)
+    for name in (
+        "minerwatch_network_pool_connections", "minerwatch_network_stratum_flows_total",
+        "minerwatch_network_sni_matches_total", "minerwatch_network_pool_domains",
+        "minerwatch_network_pool_addresses", "minerwatch_network_pool_list_refresh_timestamp_seconds",
+        "minerwatch_network_pool_resolve_failures_total", "minerwatch_network_sniffer_up",
+        "minerwatch_network_sniffer_packets_total", "minerwatch_network_sniffer_dropped_total",
+    ):
+        assert f"\n{name}" in text, name
+
+
+def test_nothing_matching_is_an_explicit_zero(nets, promtool):
+    net = nets("network:\n  sniffer: off\n  resolve_max_names: 0\n")
+    text = net.scrape()
+    assert "\nminerwatch_network_pool_connections 0.0\n" in text
+    assert 'minerwatch_network_stratum_flows_total{dialect="cryptonote"} 0.0' in text
+    assert "\nminerwatch_network_sniffer_up 0.0\n" in text
+    check_metrics(promtool, text)
