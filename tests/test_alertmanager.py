@@ -382,3 +382,24 @@ def test_live_ticket_email(start_alertmanager):
     finally:
         smtp.shutdown()
         smtp.server_close()
+
+
+def test_webhook_config_helper(amtool, tmp_path):
+    """tests/support/alertmanager_config.py keeps routes, inhibition and templates; only webhooks."""
+    shipped = yaml.safe_load(CONFIG.read_text())
+    config = webhook_config("http://127.0.0.1:1/hook", group_wait="1s")
+    assert [r["name"] for r in config["receivers"]] == [r["name"] for r in shipped["receivers"]]
+    for receiver in config["receivers"]:
+        assert receiver["webhook_configs"] == [{"url": "http://127.0.0.1:1/hook", "send_resolved": True}]
+        assert set(receiver) == {"name", "webhook_configs"}
+    assert config["inhibit_rules"] == shipped["inhibit_rules"]
+    assert [(r["matchers"], r["receiver"]) for r in config["route"]["routes"]] == [
+        (r["matchers"], r["receiver"]) for r in shipped["route"]["routes"]
+    ]
+    assert config["route"]["group_wait"] == "1s"
+    assert not any("group_wait" in r or "repeat_interval" in r for r in config["route"]["routes"])
+    path = tmp_path / "elsewhere" / "alertmanager.yml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(config))
+    result = run(amtool, "check-config", path)
+    assert result.returncode == 0 and "1 templates" in result.stdout, result.stdout + result.stderr

@@ -98,11 +98,18 @@ class ProcfsReader:
         return [int(d) for d in os.listdir(self.procfs) if d.isdigit()]
 
     def stat(self, pid: int) -> ProcStat:
+        # Raw os.open/os.read: half the cost of open() on the one read every process gets
+        # on every scrape.
         try:
-            with open(f"{self.procfs}/{pid}/stat", "rb") as f:
-                data = f.read()
+            fd = os.open(f"{self.procfs}/{pid}/stat", os.O_RDONLY)
+            try:
+                data = os.read(fd, 4096)
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise ReadError(_reason(exc)) from None
+        if not data:
+            raise ReadError("vanished")
         # comm may contain spaces and parentheses: it ends at the last ')'.
         close = data.rfind(b")")
         comm = data[data.find(b"(") + 1 : close].decode("utf-8", "replace")
