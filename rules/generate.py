@@ -86,7 +86,9 @@ def _day_expr(days, local_time):
 
 def derive(config):
     """All placeholder values: the flattened config plus derived expressions."""
-    errors = []
+    errors = [
+        f"config: {key} must be set" for key in ("selector", "runbookUrlBase", "evaluationInterval") if not config.get(key)
+    ]
     values = {}
     _flatten("", config, values)
     office = config.get("officeHours") or {}

@@ -15,14 +15,13 @@ import shutil
 import socketserver
 import subprocess
 import threading
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import free_port, stop_pid, wait_for
+from conftest import wait_for
+from servers import Alertmanager, WebhookSink
 from support.alertmanager_config import webhook_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,28 +168,6 @@ def test_templates_on_amtool_example_data(amtool):
 
 # --- a real Alertmanager ------------------------------------------------------------------------
 
-
-class WebhookSink(ThreadingHTTPServer):
-    """Collects the JSON payloads POSTed to it."""
-
-    def __init__(self):
-        self.payloads = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(handler):  # noqa: N805
-                body = handler.rfile.read(int(handler.headers["Content-Length"]))
-                self.payloads.append(json.loads(body))
-                handler.send_response(200)
-                handler.end_headers()
-
-            def log_message(handler, *args):  # noqa: N805
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}/hook"
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-
 class SMTPSink(socketserver.ThreadingTCPServer):
     """Just enough SMTP to take mail from Alertmanager; keeps the raw messages."""
 
@@ -226,47 +203,6 @@ class SMTPSink(socketserver.ThreadingTCPServer):
         super().__init__(("127.0.0.1", 0), Handler)
         self.port = self.server_address[1]
         threading.Thread(target=self.serve_forever, daemon=True).start()
-
-
-class Alertmanager:
-    def __init__(self, binary, config, tmp):
-        tmp.mkdir()
-        path = tmp / "alertmanager.yml"
-        path.write_text(yaml.safe_dump(config))
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = open(tmp / "alertmanager.log", "w")
-        self.proc = subprocess.Popen(
-            [binary, f"--config.file={path}", f"--storage.path={tmp / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
-             f"--web.external-url={self.url}"],
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        wait_for(self._ready, timeout=20, what=f"Alertmanager on {self.url} (log: {tmp / 'alertmanager.log'})")
-
-    def _ready(self):
-        assert self.proc.poll() is None, "Alertmanager exited; see its log"
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
-    def post(self, alerts):
-        request = urllib.request.Request(
-            f"{self.url}/api/v2/alerts", data=json.dumps(alerts).encode(),
-            headers={"Content-Type": "application/json"}, method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=5) as response:
-            assert response.status == 200
-
-    def alerts(self):
-        with urllib.request.urlopen(f"{self.url}/api/v2/alerts", timeout=5) as response:
-            return json.load(response)
-
-    def stop(self):
-        stop_pid(self.proc)
-        self.log.close()
 
 
 @pytest.fixture

@@ -1,0 +1,130 @@
+"""Real servers for tests, on 127.0.0.1 with free ports and temporary data, stopped by PID:
+Debian's Prometheus and Alertmanager, and a webhook sink that keeps what Alertmanager sends."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import free_port, stop_pid, wait_for
+
+
+def binary(*names: str) -> str:
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.fail(f"{' or '.join(names)} not found: run tests/run.sh (it installs Debian's packages)")
+
+
+class WebhookSink(ThreadingHTTPServer):
+    """Collects the JSON payloads POSTed to it."""
+
+    def __init__(self):
+        self.payloads = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(handler):  # noqa: N805
+                body = handler.rfile.read(int(handler.headers["Content-Length"]))
+                self.payloads.append(json.loads(body))
+                handler.send_response(200)
+                handler.end_headers()
+
+            def log_message(handler, *args):  # noqa: N805
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/hook"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.shutdown()
+        self.server_close()
+
+
+class Alertmanager:
+    def __init__(self, binary, config, tmp):
+        tmp.mkdir()
+        path = tmp / "alertmanager.yml"
+        path.write_text(yaml.safe_dump(config))
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = open(tmp / "alertmanager.log", "w")
+        self.proc = subprocess.Popen(
+            [binary, f"--config.file={path}", f"--storage.path={tmp / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
+             f"--web.external-url={self.url}"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        wait_for(self._ready, timeout=20, what=f"Alertmanager on {self.url} (log: {tmp / 'alertmanager.log'})")
+
+    def _ready(self):
+        assert self.proc.poll() is None, "Alertmanager exited; see its log"
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def post(self, alerts):
+        request = urllib.request.Request(
+            f"{self.url}/api/v2/alerts", data=json.dumps(alerts).encode(),
+            headers={"Content-Type": "application/json"}, method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+
+    def alerts(self):
+        with urllib.request.urlopen(f"{self.url}/api/v2/alerts", timeout=5) as response:
+            return json.load(response)
+
+    def stop(self):
+        stop_pid(self.proc)
+        self.log.close()
+
+
+
+class Prometheus:
+    """A real Prometheus server with the given config (a dict), ready when /-/ready answers."""
+
+    def __init__(self, config: dict, tmp: Path):
+        tmp.mkdir()
+        path = tmp / "prometheus.yml"
+        path.write_text(yaml.safe_dump(config))
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = open(tmp / "prometheus.log", "w")
+        self.proc = subprocess.Popen(
+            [binary("prometheus"), f"--config.file={path}", f"--storage.tsdb.path={tmp / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={self.url}"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        wait_for(self._ready, timeout=30, what=f"Prometheus on {self.url} (log: {tmp / 'prometheus.log'})")
+
+    def _ready(self) -> bool:
+        assert self.proc.poll() is None, "Prometheus exited; see its log"
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def query(self, promql: str) -> list:
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = json.load(response)
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    def stop(self):
+        stop_pid(self.proc)
+        self.log.close()
