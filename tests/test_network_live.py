@@ -30,6 +30,7 @@ from minerwatch.collectors.network import NetworkCollector
 from minerwatch.config import ConfigError
 from minerwatch.sniffer import open_packet_socket
 from minerwatch.sockets import PsutilSockets
+from support import netns
 from support.pool import PoolServer, StratumHandler
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sockets and /proc")
@@ -46,6 +47,7 @@ def _can_sniff() -> bool:
 
 
 needs_raw = pytest.mark.skipif(not _can_sniff(), reason="the sniffer needs CAP_NET_RAW")
+needs_netns = pytest.mark.skipif(bool(netns.available()), reason=f"no test namespace: {netns.available()}")
 
 
 def no_dns(name):
@@ -136,6 +138,18 @@ class ThreadingServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
     block_on_close = False
+
+    def handle_error(self, request, client_address):
+        pass  # a client stopped by the test resets its connection: not news
+
+
+class QuietPoolServer(PoolServer):
+    def handle_error(self, request, client_address):
+        pass
+
+
+class ThreadingServer6(ThreadingServer):
+    address_family = socket.AF_INET6
 
 
 class OkHandler(http.server.BaseHTTPRequestHandler):
@@ -326,7 +340,7 @@ def test_psutil_path_attributes_the_same_connection(nets, tmp_path, pool, spawn)
 @needs_raw
 @pytest.mark.parametrize("dialect", ["cryptonote", "stratum1"])
 def test_renamed_process_speaking_stratum_on_an_unlisted_port(nets, servers, spawn, dialect):
-    pool = servers(bind(PoolServer, 18080))
+    pool = servers(bind(QuietPoolServer, 18080))
     net = nets("network:\n  sniffer: on\n")
     assert pool.port not in net.collector.pools.ports
     client = spawn.start("backup-agent", [dialect, "127.0.0.1", pool.port], script=NETCLIENT)
@@ -338,6 +352,49 @@ def test_renamed_process_speaking_stratum_on_an_unlisted_port(nets, servers, spa
     assert net.value("minerwatch_network_sniffer_up") == 1
     reason = net.signals(client.pid)["pool_connection"]
     assert reason.startswith(f"connection to 127.0.0.1:{pool.port} (stratum: ")
+
+
+@needs_raw
+def test_stratum_over_ipv6(nets, servers, spawn):
+    pool = servers(ThreadingServer6(("::1", 0), StratumHandler))
+    net = nets("network:\n  sniffer: on\n")
+    client = spawn.start("backup-agent", ["stratum1", "::1", pool.port], script=NETCLIENT)
+    [series] = wait_series(net, client.pid, "the Stratum flow over IPv6")
+    assert (series["evidence"], series["remote"]) == ("stratum", f"[::1]:{pool.port}")
+
+
+@pytest.fixture
+def namespace(tmp_path):
+    made = netns.Namespace(tmp_path)
+    yield made
+    made.close()
+
+
+@needs_raw
+@needs_netns
+def test_stratum_leaving_through_an_interface_is_seen(nets, spawn, namespace):
+    port = namespace.start_pool(namespace.ns_ip)
+    net = nets("network:\n  sniffer: on\n")
+    client = spawn.start("svchost", ["cryptonote", namespace.ns_ip, port], script=NETCLIENT)
+    [series] = wait_series(net, client.pid, "the Stratum flow through the veth")
+    assert (series["evidence"], series["remote"]) == ("stratum", f"{namespace.ns_ip}:{port}")
+    # the login left (outgoing) and the job came in (incoming): one connection, recorded once
+    hits = [h for h in net.collector.sniffer.snapshot().hits.values() if h.server.port == port]
+    assert len(hits) == 1 and hits[0].client.ip == namespace.host_ip
+
+
+@needs_raw
+@needs_netns
+def test_a_miner_in_another_namespace_is_reported_without_a_pid(nets, servers, namespace):
+    pool = servers(ThreadingServer((namespace.host_ip, 0), StratumHandler))
+    net = nets("network:\n  sniffer: on\n")
+    namespace.popen([sys.executable, NETCLIENT, "cryptonote", namespace.host_ip, pool.port],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    remote = f"{namespace.host_ip}:{pool.port}"
+    [series] = wait_for(lambda: [s for s in net.info() if s["remote"] == remote], timeout=15,
+                        what="the namespace's Stratum flow")
+    # its socket is not in this namespace's table: no process to name, still reported
+    assert (series["pid"], series["name"], series["evidence"]) == ("", "", "stratum")
 
 
 @needs_raw

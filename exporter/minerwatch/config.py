@@ -108,9 +108,8 @@ class Config:
         return self.sections.get(name)
 
 
-def load(path: Optional[str]) -> Config:
-    if not path:
-        return Config()
+def load_yaml(path: str) -> Optional[Node]:
+    """The document's root node (None for an empty file); ConfigError names file and line."""
     try:
         with open(path, encoding="utf-8") as f:
             root = yaml.compose(f)
@@ -120,10 +119,17 @@ def load(path: Optional[str]) -> Config:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else path
         raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    return None if root is None else Node(root, path, "")
+
+
+def load(path: Optional[str]) -> Config:
+    if not path:
+        return Config()
+    root = load_yaml(path)
     config = Config(file=path)
     if root is None:
         return config
-    config.sections = Node(root, path, "").mapping(SECTIONS)
+    config.sections = root.mapping(SECTIONS)
     _read_process(config)
     _read_signatures(config)
     _read_allowlist(config)

@@ -19,11 +19,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, Optional, Tuple
 
 import bcrypt
-import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from minerwatch.config import ConfigError, Node
+from minerwatch.config import Node, load_yaml
 
 log = logging.getLogger("minerwatch.web")
 
@@ -55,17 +54,10 @@ class WebConfig:
 def load_web_config(path: Optional[str]) -> WebConfig:
     if not path:
         return WebConfig()
-    try:
-        with open(path, encoding="utf-8") as f:
-            root = yaml.compose(f)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"{path}:{mark.line + 1 if mark else 0}: invalid YAML") from None
+    root = load_yaml(path)
     if root is None:
         return WebConfig()
-    top = Node(root, path, "").mapping(("tls_server_config", "basic_auth_users", "http_server_config"))
+    top = root.mapping(("tls_server_config", "basic_auth_users", "http_server_config"))
     config = WebConfig()
     if "tls_server_config" in top:
         config.tls = _tls_context(top["tls_server_config"])

@@ -10,13 +10,15 @@ must be the traffic. Modes:
 - `http`: GET / (keep-alive), then waits;
 - `idle`: connects and sends nothing.
 With NETCLIENT_USER=name in its environment (and started as root), it first becomes that
-user, as a process that user started would be. Talks only to 127.0.0.0/8; stopped by its PID.
+user, as a process that user started would be. Talks only to loopback (127.0.0.0/8, ::1) and to
+the network namespaces tests create (198.18.0.0/15, see netns.py); stopped by its PID.
 """
 
 from __future__ import annotations
 
 import ctypes
 import encodings.idna  # noqa: F401  (loaded before a user switch can make it unreadable)
+import ipaddress
 import json
 import os
 import pwd
@@ -40,8 +42,9 @@ def main(argv) -> None:
     if os.environ.get("NETCLIENT_USER"):
         become(os.environ["NETCLIENT_USER"])
     mode, host, port = argv[0], argv[1], int(argv[2])
-    if not host.startswith("127."):
-        raise SystemExit("netclient talks only to 127.0.0.0/8")
+    address = ipaddress.ip_address(host)
+    if not (address.is_loopback or address in ipaddress.ip_network("198.18.0.0/15")):
+        raise SystemExit("netclient talks only to loopback and test namespaces")
     sock = socket.create_connection((host, port), timeout=30)
     if mode == "cryptonote":
         login = {"id": 1, "jsonrpc": "2.0", "method": "login",
