@@ -15,6 +15,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SUPPORT = Path(__file__).resolve().parent / "support"
+# Used by every test that runs minerwatch without a config of its own: no DNS lookups.
+OFFLINE_CONFIG = Path(__file__).resolve().parent / "fixtures" / "offline.yml"
+
+
+def offline(args):
+    """`args` for `minerwatch serve|scan`, with the offline config unless they name a config."""
+    args = [str(a) for a in args]
+    if not any(a.startswith("--config.file") for a in args):
+        args.append(f"--config.file={OFFLINE_CONFIG}")
+    return args
 MONERO_WALLET = (
     "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A"
 )

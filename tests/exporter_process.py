@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Tuple
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import free_port, stop_pid, wait_for
+from conftest import free_port, offline, stop_pid, wait_for
 
 Sample = Tuple[Dict[str, str], float]
 
@@ -19,7 +19,7 @@ class Exporter:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/metrics"
         cmd = (prefix or []) + [sys.executable, "-m", "minerwatch", "serve",
-                                f"--web.listen-address=127.0.0.1:{self.port}", *args]
+                                f"--web.listen-address=127.0.0.1:{self.port}", *offline(args)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         wait_for(self._up, timeout=20, what="minerwatch serve to answer")
 

@@ -29,7 +29,7 @@ CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 TEMPLATES = ROOT / "deploy" / "alertmanager" / "templates"
 PAYLOAD = ROOT / "tests" / "fixtures" / "alertmanager_webhook_payload.json"
 RUNBOOKS = yaml.safe_load((ROOT / "rules" / "config.yml").read_text())["runbookUrlBase"]
-NEVER_INHIBITED = ("MinerwatchExporterDown", "MinerwatchCollectorFailing")
+NEVER_INHIBITED = ("MinerwatchExporterDown", "MinerwatchCollectorFailing", "MinerwatchAntivirusSourceUnreadable")
 
 
 def _tool(*names):
@@ -246,6 +246,7 @@ def test_live_routing_and_inhibition(start_alertmanager, amtool, tmp_path):
             alert("MinerwatchProcessCpuSustained", "warning", pid="4242", name="xmrig", user="alice"),
             alert("MinerwatchExporterDown", "warning"),
             alert("MinerwatchCollectorFailing", "warning", collector="process"),
+            alert("MinerwatchAntivirusSourceUnreadable", "warning", product="defender"),
             alert("MinerwatchSuspectProcess", "warning", instance="ws-99:9123", pid="7", name="x", user="bob"),
             alert("MinerwatchDashboardNote", "info"),
         ])
@@ -253,6 +254,7 @@ def test_live_routing_and_inhibition(start_alertmanager, amtool, tmp_path):
             ("oncall-pager", "MinerwatchMinerProcessRunning", "ws-17:9123"),
             ("security-tickets", "MinerwatchExporterDown", "ws-17:9123"),
             ("security-tickets", "MinerwatchCollectorFailing", "ws-17:9123"),
+            ("security-tickets", "MinerwatchAntivirusSourceUnreadable", "ws-17:9123"),
             ("security-tickets", "MinerwatchSuspectProcess", "ws-99:9123"),
             ("null", "MinerwatchDashboardNote", "ws-17:9123"),
         }

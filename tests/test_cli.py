@@ -7,11 +7,14 @@ import sys
 import pytest
 
 from minerwatch import __version__
+from conftest import offline
 from procfs_fixture import FakeProcess, build
 from test_process_table import MINER, COMPILER, IDLE
 
 
 def run(*args):
+    if args and args[0] in ("serve", "scan") and "--help" not in args:
+        args = (args[0], *offline(args[1:]))
     return subprocess.run([sys.executable, "-m", "minerwatch", *args], capture_output=True, text=True, timeout=60)
 
 
@@ -112,7 +115,8 @@ def test_scan_shows_the_antivirus_exclusion_covering_a_suspect(tmp_path):
     clamd = tmp_path / "clamd.conf"
     clamd.write_text("LocalSocket /run/clamav/clamd.ctl\nOnAccessExcludePath /opt/tools\n")
     cfg = tmp_path / "minerwatch.yml"
-    cfg.write_text(f"antivirus:\n  defaults: false\n  sources:\n    - {{format: clamd, path: {clamd}}}\n")
+    cfg.write_text(f"antivirus:\n  defaults: false\n  sources:\n    - {{format: clamd, path: {clamd}}}\n"
+                   "network:\n  resolve_max_names: 0\n")
     result = run("scan", f"--path.procfs={proc}", "--interval=0", f"--config.file={cfg}")
     assert result.returncode == 1, result.stderr
     assert "Antivirus exclusions covering suspects:" in result.stdout

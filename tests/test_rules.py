@@ -115,6 +115,24 @@ def test_runbook_index_lists_every_alert():
         assert f"({name.lower()}.md)" in index, name
 
 
+def test_every_config_knob_is_used():
+    """A knob no source reads is a silent no-op for whoever tunes it."""
+    used_by_generator = {"runbookUrlBase", "evaluationInterval", "officeHours"}
+    sources = "".join(p.read_text() for p in sorted((RULES / "src").glob("*.yml")))
+    for key in CONFIG:
+        if key not in used_by_generator:
+            assert re.search(rf"\[\[\s*{re.escape(key)}(Regex)?[\s.\]]", sources), f"config {key} is used by no rule"
+
+
+def test_pool_connection_alerts_name_the_pool():
+    """Per-connection alerts say which pool or remote end (their `pool` label: the unit tests)."""
+    per_connection = [a for a in ALERTS if "minerwatch_network_pool_connection:" in a["expr"]]
+    assert per_connection
+    for rule in per_connection:
+        description = rule["annotations"]["description"]
+        assert "$labels.pool" in description or "$labels.remote" in description, rule["alert"]
+
+
 # --- promtool unit tests ------------------------------------------------------------------------
 
 

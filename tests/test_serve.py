@@ -82,8 +82,9 @@ def test_json_logs_and_custom_path(exporter):
     assert "minerwatch_process_processes" in exp.text()
     import json
 
-    first = json.loads(exp.stop().splitlines()[0])
-    assert first["level"] == "info" and first["msg"].startswith("listening on 127.0.0.1:")
+    records = [json.loads(line) for line in exp.stop().splitlines()]  # every line is JSON
+    listening = [r for r in records if r["msg"].startswith("listening on 127.0.0.1:")]
+    assert len(listening) == 1 and listening[0]["level"] == "info" and listening[0]["logger"] == "minerwatch"
 
 
 def _as_nobody(caps=""):

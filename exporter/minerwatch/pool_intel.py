@@ -22,8 +22,6 @@ import re
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
@@ -341,8 +339,10 @@ def usable_address(text: str) -> Optional[str]:
 class PoolResolver:
     """Resolves pool names in a background thread; scrapes only read its last answers.
 
-    Each name gets `timeout` seconds; a resolver that hangs costs one of `workers` threads, never
-    a scrape. A name that fails keeps its previous addresses until it resolves again.
+    Each name gets `timeout` seconds in a daemon thread of its own (getaddrinfo cannot be
+    cancelled); at most `workers` such threads may be stuck at once, after which names fail at
+    once until one returns. Daemon threads, so a hung lookup never delays the exporter's exit.
+    A name that fails keeps its previous addresses until it resolves again.
     """
 
     def __init__(
@@ -360,7 +360,8 @@ class PoolResolver:
         self.timeout = timeout
         self._clock = clock
         self._workers = workers
-        self._pool: Optional[ThreadPoolExecutor] = None
+        self._in_flight = 0  # lookup threads not yet returned
+        self._flight_lock = threading.Lock()
         self._lock = threading.Lock()
         self._by_name: Dict[str, Tuple[str, ...]] = {}
         self._by_address: Dict[str, Tuple[str, ...]] = {}
@@ -372,16 +373,16 @@ class PoolResolver:
         self._thread: Optional[threading.Thread] = None
 
     def start(self) -> None:
-        if self.names and self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="minerwatch-resolver", daemon=True)
-            self._thread.start()
+        """Start the background rounds (once; later calls do nothing)."""
+        with self._flight_lock:
+            if self.names and self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name="minerwatch-resolver", daemon=True)
+                self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.timeout + 1.0)
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -391,29 +392,48 @@ class PoolResolver:
                 log.exception("resolving pool names failed")
             self._stop.wait(self.interval)
 
+    def _lookup(self, name: str) -> List[str]:
+        """resolve(name), waiting at most `timeout`; raises TimeoutError or what resolve raised."""
+        with self._flight_lock:
+            if self._in_flight >= self._workers:
+                raise TimeoutError("every lookup thread is still waiting for an answer")
+            self._in_flight += 1
+        result: Dict[str, object] = {}
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                result["answers"] = [str(a) for a in self.resolve(name)]
+            except Exception as exc:
+                result["error"] = exc
+            finally:
+                with self._flight_lock:
+                    self._in_flight -= 1
+                done.set()
+
+        threading.Thread(target=run, name="minerwatch-dns", daemon=True).start()
+        if not done.wait(self.timeout):
+            raise TimeoutError(f"no answer in {self.timeout:g} s")
+        if "error" in result:
+            raise result["error"]  # type: ignore[misc]
+        return result["answers"]  # type: ignore[return-value]
+
     def refresh(self) -> None:
         """One round over every name (also called directly by tests)."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="minerwatch-dns")
         by_name = dict(self._by_name)
         failures = ignored = 0
         for name in self.names:
             if self._stop.is_set():
                 return
-            future = self._pool.submit(self.resolve, name)
             try:
-                answers = list(future.result(timeout=self.timeout))
-            except FutureTimeout:
-                future.cancel()  # if it never started, it never will; a hung one stays bounded
-                failures += 1
-                continue
-            except Exception as exc:  # NXDOMAIN, no network: keep what the name had
+                answers = self._lookup(name)
+            except Exception as exc:  # NXDOMAIN, no network, timeout: keep what the name had
                 log.debug("resolving %s failed: %s", name, exc)
                 failures += 1
                 continue
             kept = []
             for answer in answers:
-                address = usable_address(str(answer))
+                address = usable_address(answer)
                 if address is None:
                     ignored += 1
                 elif address not in kept:

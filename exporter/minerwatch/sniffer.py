@@ -494,7 +494,7 @@ class Sniffer:
             with self._lock:
                 self.packets_total += 1
                 try:
-                    self.tracker.feed(bytes(buf[:n]))
+                    self.tracker.feed(bytes(memoryview(buf)[:n]))
                 except Exception:  # a strange packet must not end the thread
                     log.debug("packet not understood", exc_info=True)
             handled += 1

@@ -31,6 +31,9 @@ TICK = os.sysconf("SC_CLK_TCK")
 # What Prometheus 2.x sends: the exporter picks its encoding as it would for a real scrape.
 ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
           "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+# minerwatch's only setting here: the network collector must not resolve the shipped pool names
+# (DNS would leave 127.0.0.1). Every default collector still runs, the sniffer included.
+MINERWATCH_CONFIG = "network:\n  resolve_max_names: 0\n"
 PROCESS_EXPORTER_CONFIG = "process_names:\n  - name: \"{{.Comm}}\"\n    cmdline: ['.+']\n"
 NODE_COLLECTORS = ["cpu", "meminfo", "netstat", "sockstat", "processes"]
 COLLECTOR_DURATION = re.compile(
@@ -87,7 +90,14 @@ def machine() -> Dict[str, object]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "loadavg": load_average(),
     }
+
+
+def load_average() -> float:
+    """1-minute load average: other work on the host inflates latencies (CPU figures less)."""
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
 
 
 def percentile(values: List[float], q: float) -> float:
@@ -246,77 +256,85 @@ class Exporter:
 # -- measuring -----------------------------------------------------------------------------------
 
 
-def measure(exp: Exporter, warmup: int, scrapes: int, interval: float,
-            on_body: Optional[Callable[[bytes], None]] = None) -> Dict[str, float]:
-    """Warm-up, then `scrapes` timed scrapes starting at most one per `interval` seconds."""
-    for _ in range(warmup):
-        exp.scrape()
-    latencies = []
-    body = b""
-    cpu0 = cpu_seconds(exp.pid)
+def measure(exporters: List[Exporter], warmup: int, scrapes: int, interval: float,
+            on_body: Optional[Callable[[str, bytes], None]] = None) -> Dict[str, Dict[str, float]]:
+    """Warm-up, then `scrapes` rounds, each scraping every exporter in turn (never two at once).
+
+    Rounds start at most one per `interval` seconds. Taking turns, rather than one exporter after
+    the other, gives all of them the same background load even when it drifts during the run.
+    """
+    for exp in exporters:
+        for _ in range(warmup):
+            exp.scrape()
+    latencies: Dict[str, List[float]] = {exp.name: [] for exp in exporters}
+    bodies: Dict[str, bytes] = {}
+    cpu0 = {exp.name: cpu_seconds(exp.pid) for exp in exporters}
     next_start = time.monotonic()
     for _ in range(scrapes):
         delay = next_start - time.monotonic()
         if delay > 0:
             time.sleep(delay)
         next_start = time.monotonic() + interval
-        elapsed, body = exp.scrape()
-        latencies.append(elapsed)
-        if on_body is not None:
-            on_body(body)
-    cpu = cpu_seconds(exp.pid) - cpu0
-    return {
-        "median_ms": percentile(latencies, 0.5) * 1000,
-        "p90_ms": percentile(latencies, 0.9) * 1000,
-        "cpu_ms": cpu / scrapes * 1000,
-        "peak_rss_mib": memory_bytes(exp.pid, "VmHWM") / MIB,
-        "body_kib": len(body) / 1024,
-        "samples": sum(1 for line in body.splitlines() if line and not line.startswith(b"#")),
-        "processes": count_processes(),
-        "established": count_established(),
-    }
+        for exp in exporters:
+            elapsed, bodies[exp.name] = exp.scrape()
+            latencies[exp.name].append(elapsed)
+            if on_body is not None:
+                on_body(exp.name, bodies[exp.name])
+    processes, established = count_processes(), count_established()
+    results = {}
+    for exp in exporters:
+        body, times = bodies[exp.name], latencies[exp.name]
+        results[exp.name] = {
+            "median_ms": percentile(times, 0.5) * 1000,
+            "p90_ms": percentile(times, 0.9) * 1000,
+            "cpu_ms": (cpu_seconds(exp.pid) - cpu0[exp.name]) / scrapes * 1000,
+            "peak_rss_mib": memory_bytes(exp.pid, "VmHWM") / MIB,
+            "body_kib": len(body) / 1024,
+            "samples": sum(1 for line in body.splitlines() if line and not line.startswith(b"#")),
+            "processes": processes,
+            "established": established,
+        }
+    return results
 
 
-def minerwatch_argv() -> List[str]:
-    return [sys.executable, "-m", "minerwatch", "serve", "--web.listen-address=127.0.0.1:{port}"]
+def minerwatch_argv(config: str) -> List[str]:
+    return [sys.executable, "-m", "minerwatch", "serve", f"--config.file={config}",
+            "--web.listen-address=127.0.0.1:{port}"]
 
 
-def bench_minerwatch(args, workdir: str) -> Dict[str, object]:
-    """The side-by-side figures, then the memory run up to args.rss_scrapes and the idle window."""
-    exp = Exporter("minerwatch", minerwatch_argv(), workdir)
-    exp.rss_checkpoints = {100: 0, args.rss_scrapes: 0}
-    durations: Dict[str, List[float]] = {}
+def side_by_side(args, argvs: Dict[str, List[str]], workdir: str) -> Dict[str, Dict[str, object]]:
+    """The three exporters in turns, then minerwatch alone up to args.rss_scrapes and idle."""
+    with contextlib.ExitStack() as stack:
+        exporters = []
+        for name, argv in argvs.items():
+            exporters.append(Exporter(name, argv, workdir))
+            stack.callback(exporters[-1].stop)
+        mw = exporters[0]
+        mw.rss_checkpoints = {100: 0, args.rss_scrapes: 0}
+        durations: Dict[str, List[float]] = {}
 
-    def per_collector(body: bytes) -> None:
-        for name, value in COLLECTOR_DURATION.findall(body):
-            durations.setdefault(name.decode(), []).append(float(value) * 1000)
+        def per_collector(name: str, body: bytes) -> None:
+            if name == "minerwatch":
+                for collector, value in COLLECTOR_DURATION.findall(body):
+                    durations.setdefault(collector.decode(), []).append(float(value) * 1000)
 
-    try:
-        result = measure(exp, args.warmup, args.scrapes, args.interval, per_collector)
-        result["collector_median_ms"] = {n: percentile(v, 0.5) for n, v in sorted(durations.items())}
-        while exp.scrapes < args.rss_scrapes:
-            exp.scrape()
-        result["rss_at_100_mib"] = exp.rss_checkpoints[100] / MIB
-        result["rss_at_end_mib"] = exp.rss_checkpoints[args.rss_scrapes] / MIB
-        result["rss_scrapes"] = exp.scrapes
-        cpu0 = cpu_seconds(exp.pid)
+        results = measure(exporters, args.warmup, args.scrapes, args.interval, per_collector)
+        for exp in exporters[1:]:
+            exp.stop()
+        r = results["minerwatch"]
+        r["collector_median_ms"] = {n: percentile(v, 0.5) for n, v in sorted(durations.items())}
+        while mw.scrapes < args.rss_scrapes:
+            mw.scrape()
+        r["rss_at_100_mib"] = mw.rss_checkpoints[100] / MIB
+        r["rss_at_end_mib"] = mw.rss_checkpoints[args.rss_scrapes] / MIB
+        r["rss_scrapes"] = mw.scrapes
+        cpu0 = cpu_seconds(mw.pid)
         time.sleep(args.idle)
-        result["idle_cpu_s"] = cpu_seconds(exp.pid) - cpu0
-        result["idle_s"] = args.idle
-        return result
-    finally:
-        exp.stop()
+        r["idle_cpu_s"] = cpu_seconds(mw.pid) - cpu0
+        return results
 
 
-def bench_other(name: str, argv: List[str], args, workdir: str) -> Dict[str, float]:
-    exp = Exporter(name, argv, workdir)
-    try:
-        return measure(exp, args.warmup, args.scrapes, args.interval)
-    finally:
-        exp.stop()
-
-
-def profile_minerwatch(args) -> List[Dict[str, object]]:
+def profile_minerwatch(args, config: str) -> List[Dict[str, object]]:
     """cProfile of the scrape path in-process, built as `minerwatch serve` builds it."""
     import cProfile
     import pstats
@@ -326,7 +344,7 @@ def profile_minerwatch(args) -> List[Dict[str, object]]:
     from minerwatch.app import Options, build_collectors, build_context, build_registry, enabled_collectors
     from minerwatch.registry import CollectorRunner
 
-    options = Options()
+    options = Options(config_file=config)
     runner = CollectorRunner(build_collectors(build_context(options), enabled_collectors(options)))
     registry = build_registry(runner)
     encoder, _ = choose_encoder(ACCEPT)
@@ -424,14 +442,21 @@ def run(args) -> int:
         "process-exporter": version_of([process_exporter, "-version"]),
     }
     m = report["machine"]
-    print(f"machine: {m['nproc']} CPUs, {m['cpu']}, kernel {m['kernel']}, Python {m['python']}, {m['date']}")
+    print(f"machine: {m['nproc']} CPUs, {m['cpu']}, kernel {m['kernel']}, Python {m['python']}, {m['date']}, "
+          f"load average {m['loadavg']:.2f}")
+    if m["loadavg"] > m["nproc"] / 2:
+        print("warning: the host is busy with other work; latencies will be inflated")
     print("versions: " + "; ".join(f"{k} {v}" for k, v in m["versions"].items()))
 
     with tempfile.TemporaryDirectory(prefix="minerwatch-bench-") as workdir, contextlib.ExitStack() as stack:
         config = os.path.join(workdir, "process-exporter.yml")
         with open(config, "w") as f:
             f.write(PROCESS_EXPORTER_CONFIG)
-        others = {
+        mw_config = os.path.join(workdir, "minerwatch.yml")
+        with open(mw_config, "w") as f:
+            f.write(MINERWATCH_CONFIG)
+        exporters = {
+            "minerwatch": minerwatch_argv(mw_config),
             "node_exporter": [node_exporter, "--collector.disable-defaults",
                               *[f"--collector.{c}" for c in NODE_COLLECTORS], "--web.listen-address=127.0.0.1:{port}"],
             "process-exporter": [process_exporter, f"-config.path={config}", "-web.listen-address=127.0.0.1:{port}"],
@@ -445,12 +470,10 @@ def run(args) -> int:
         idlers.resize(args.processes)
         print(f"load: {args.processes} idle processes (host {before} -> {count_processes()}), "
               f"{args.connections} loopback TCP connections ({count_established()} established sockets)")
-        print(f"scrapes: {args.warmup} warm-up + {args.scrapes} timed per exporter, sequentially, at most one per "
-              f"{args.interval:g} s, keep-alive, gzip, Prometheus' Accept header\n")
+        print(f"scrapes: {args.warmup} warm-up + {args.scrapes} timed per exporter, taking turns one scrape at a "
+              f"time, a round at most every {args.interval:g} s; keep-alive, gzip, Prometheus' Accept header\n")
 
-        results = {"minerwatch": bench_minerwatch(args, workdir)}
-        for name, argv in others.items():
-            results[name] = bench_other(name, argv, args, workdir)
+        results = side_by_side(args, exporters, workdir)
         report["exporters"] = results
         mw = results["minerwatch"]
         m.update(processes=mw["processes"], established=mw["established"])
@@ -465,7 +488,7 @@ def run(args) -> int:
               f"{mw['idle_cpu_s']:.2f} s")
 
         if args.profile:
-            rows = profile_minerwatch(args)
+            rows = profile_minerwatch(args, mw_config)
             report["profile"] = sorted(rows, key=lambda r: -r["own_ms"])[:40]
             for key, title in (("own_ms", "own time"), ("total_ms", "cumulative")):
                 print(f"\nprofile ({args.profile_scrapes} in-process scrapes, by {title}), per scrape:")
@@ -479,9 +502,9 @@ def run(args) -> int:
         print(f"{'processes':>10}{'median ms':>10}{'p90 ms':>9}{'CPU ms/scrape':>15}{'peak RSS MiB':>14}")
         for total in args.growth:
             idlers.reach_total(total - 1)  # the exporter is one more
-            exp = Exporter("minerwatch", minerwatch_argv(), workdir)
+            exp = Exporter("minerwatch", exporters["minerwatch"], workdir)
             try:
-                r = measure(exp, args.warmup, args.growth_scrapes, args.interval)
+                r = measure([exp], args.warmup, args.growth_scrapes, args.interval)["minerwatch"]
             finally:
                 exp.stop()
             r["target"] = total
@@ -490,6 +513,8 @@ def run(args) -> int:
                   f"{r['peak_rss_mib']:>14.1f}")
         report["growth"] = growth
 
+        m["loadavg_end"] = load_average()
+        print(f"\nload average at the end: {m['loadavg_end']:.2f}")
         report["targets"] = targets(results, args)
         print("\ntargets (1000 processes + 1000 connections, same run):")
         for t in report["targets"]:
@@ -538,6 +563,7 @@ def main(argv=None) -> int:
         hold_connections(args.hold_connections)
         return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up as on Ctrl-C
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows when piped to a file
     try:
         return run(args)
     except KeyboardInterrupt:

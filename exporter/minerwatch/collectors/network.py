@@ -29,7 +29,7 @@ import psutil
 import yaml
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from minerwatch.config import ConfigError, Node
+from minerwatch.config import Node
 from minerwatch.pool_intel import PoolList, PoolResolver, Resolve, load_pool_list, normalize_domain, system_resolve
 from minerwatch.registry import Collector, Context, register
 from minerwatch.signatures import Match
@@ -153,6 +153,7 @@ class PoolMonitor:
         self._lock = threading.Lock()
         self._last = float("-inf")
         self.matches: List[PoolConnection] = []
+        self.weak_total = 0  # port-only connections, also those beyond the cap
         self.sniffer_state = SnifferState()
         self._reasons: Dict[int, str] = {}
         self.generation = 0
@@ -166,6 +167,9 @@ class PoolMonitor:
         return Match(SIGNAL, reason) if reason else None
 
     def update(self, force: bool = False) -> List[PoolConnection]:
+        # Resolving starts with the first scan, not at construction: an exporter that fails to
+        # start (port taken) or a `--help` never sends a DNS query.
+        self.resolver.start()
         with self._lock:
             now = self._clock()
             if force or now - self._last >= self.min_interval:
@@ -219,7 +223,8 @@ class PoolMonitor:
         if stale and self.sniffer is not None:
             self.sniffer.forget(stale)
         order = {kind: i for i, kind in enumerate(EVIDENCE)}
-        matches.sort(key=lambda m: (not m.strong, order[m.evidence[0][0]], m.conn.pid or 0, str(m.conn.remote)))
+        matches.sort(key=lambda m: (not m.strong, order[m.evidence[0][0]], m.conn.pid is None, m.conn.pid or 0,
+                                    str(m.conn.remote)))
         reasons: Dict[int, str] = {}
         for m in matches:
             if m.strong and m.conn.pid is not None:
@@ -228,6 +233,7 @@ class PoolMonitor:
             self._reasons = reasons
             self.generation += 1
         self.matches = matches
+        self.weak_total = len(weak)
         self.sniffer_state = state
 
 
@@ -249,9 +255,10 @@ class NetworkCollector(Collector):
         settings = read_settings(context.config)  # ConfigError at start-up, not at scrape time
         self.pools = load_pool_list(settings.ioc_files, settings.extra_ports, settings.exclude_domains)
         names = self.pools.resolve_names(settings.resolve_max_names)
-        if len(names) < self.pools.domain_count and settings.resolve_max_names:
+        wanted = len(self.pools.resolve_names(len(self.pools.resolvable)))
+        if len(names) < wanted:
             log.info("resolving %d of %d pool names (network.resolve_max_names); the others are matched "
-                     "by TLS server name only", len(names), self.pools.domain_count)
+                     "by TLS server name only", len(names), wanted)
         self.resolver = PoolResolver(
             names, resolve, settings.resolve_interval_seconds, settings.resolve_timeout_seconds
         )
@@ -262,7 +269,6 @@ class NetworkCollector(Collector):
         self.monitor = PoolMonitor(
             self.pools, self.resolver, sockets or default_sockets(context.procfs), self.sniffer, max_suspects
         )
-        self.resolver.start()
         context.signal_sources.append(self.monitor)  # one classification: the process table asks it
         if table is not None and self.monitor not in table.signal_sources:
             table.signal_sources.append(self.monitor)  # the table copied the list before we existed
@@ -300,7 +306,7 @@ class NetworkCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         matches = self.monitor.update()
-        state = self.monitor.sniffer_state
+        state, weak_total = self.monitor.sniffer_state, self.monitor.weak_total
 
         info = GaugeMetricFamily(
             "minerwatch_network_pool_connection_info",
@@ -320,8 +326,8 @@ class NetworkCollector(Collector):
         )
         yield GaugeMetricFamily(
             "minerwatch_network_pool_port_connections",
-            "Connections whose only evidence is a usual Stratum port (weak; counted up to the cap).",
-            value=sum(1 for m in matches if not m.strong),
+            "Connections whose only evidence is a usual Stratum port (weak: never a signal alone).",
+            value=weak_total,
         )
 
         flows = CounterMetricFamily(
