@@ -417,6 +417,7 @@ class Scenario:
             slowest = self.query(f'max_over_time(scrape_duration_seconds{{instance="{self.instance}"}}[2m])')
             raise AssertionError(f"{error}; failed scrapes: {failed}, slowest scrape: {slowest} (machine load: "
                                  f"{os.getloadavg()[0]:.1f})") from None
+        time.sleep(3)  # a few more steps: the firing alert shows in the time series too
         self.end = time.time()
 
     def query(self, promql: str, at: float = None) -> list:

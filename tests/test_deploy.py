@@ -54,3 +54,15 @@ def test_daemonset_reads_the_host():
     assert spec["hostPID"] is True
     assert "--path.procfs=/host/proc" in container["args"]
     assert set(container["securityContext"]["capabilities"]["add"]) == {"SYS_PTRACE", "DAC_READ_SEARCH", "NET_RAW"}
+
+
+def test_remote_write_keeps_every_series_the_rules_and_dashboards_read():
+    import re
+
+    config = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
+    (relabel,) = config["remote_write"][0]["write_relabel_configs"]
+    keep = re.compile(f"^(?:{relabel['regex']})$")  # Prometheus anchors relabel regexes
+    names = {r.get("record") for f in ("minerwatch.rules.yml",)
+             for g in yaml.safe_load((ROOT / "rules" / f).read_text())["groups"] for r in g["rules"]}
+    names |= {"minerwatch_process_suspect_info", "up", "ALERTS", "scrape_duration_seconds"}
+    assert names and all(keep.match(n) for n in names), [n for n in names if not keep.match(n)]
