@@ -449,8 +449,8 @@ def run(args) -> int:
     print("versions: " + "; ".join(f"{k} {v}" for k, v in m["versions"].items()))
 
     with tempfile.TemporaryDirectory(prefix="minerwatch-bench-") as workdir, contextlib.ExitStack() as stack:
-        config = os.path.join(workdir, "process-exporter.yml")
-        with open(config, "w") as f:
+        pe_config = os.path.join(workdir, "process-exporter.yml")
+        with open(pe_config, "w") as f:
             f.write(PROCESS_EXPORTER_CONFIG)
         mw_config = os.path.join(workdir, "minerwatch.yml")
         with open(mw_config, "w") as f:
@@ -459,7 +459,7 @@ def run(args) -> int:
             "minerwatch": minerwatch_argv(mw_config),
             "node_exporter": [node_exporter, "--collector.disable-defaults",
                               *[f"--collector.{c}" for c in NODE_COLLECTORS], "--web.listen-address=127.0.0.1:{port}"],
-            "process-exporter": [process_exporter, f"-config.path={config}", "-web.listen-address=127.0.0.1:{port}"],
+            "process-exporter": [process_exporter, f"-config.path={pe_config}", "-web.listen-address=127.0.0.1:{port}"],
         }
 
         idlers = Idlers()
@@ -516,7 +516,7 @@ def run(args) -> int:
         m["loadavg_end"] = load_average()
         print(f"\nload average at the end: {m['loadavg_end']:.2f}")
         report["targets"] = targets(results, args)
-        print("\ntargets (1000 processes + 1000 connections, same run):")
+        print(f"\ntargets ({args.processes} extra processes + {args.connections} connections, same run):")
         for t in report["targets"]:
             print(f"  {'PASS' if t['pass'] else 'FAIL'}  {t['target']}: {t['figures']}")
 
