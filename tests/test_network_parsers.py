@@ -282,3 +282,31 @@ def test_kernel_filter_jumps_stay_inside_the_program():
             assert 0 <= jt < 256 and 0 <= jf < 256
             if code & 0x07 == 0x05:  # a jump
                 assert i + 1 + max(jt, jf) < len(program)
+
+
+def test_sock_diag_and_proc_net_tcp_agree_on_live_connections():
+    """The netlink fast path and the /proc text tables see the same loopback connections."""
+    import socket as so
+
+    from minerwatch.sockets import ProcNetSockets
+
+    server = so.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    clients = [so.create_connection(server.getsockname()) for _ in range(5)]
+    accepted = [server.accept()[0] for _ in clients]
+    try:
+        fast, text = ProcNetSockets("/proc"), ProcNetSockets("/proc", netlink=False)
+        assert fast.netlink
+        key = lambda c: (str(c.local), str(c.remote), c.state, c.uid, c.inode)  # noqa: E731
+        mine = {c.getsockname()[1] for c in clients}
+        got_fast = sorted(key(c) for c in fast.connections() if c.local.port in mine)
+        got_text = sorted(key(c) for c in text.connections() if c.local.port in mine)
+        assert fast.netlink  # the dump was not refused
+        assert len(got_fast) == 5 and got_fast == got_text
+        # The accepted ends are dropped by both as incoming connections.
+        port = server.getsockname()[1]
+        assert not [c for c in fast.connections() if c.local.port == port]
+    finally:
+        for s in clients + accepted + [server]:
+            s.close()

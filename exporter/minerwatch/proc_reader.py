@@ -77,15 +77,23 @@ def user_name(uid: Optional[int]) -> str:
 
 
 class ProcfsReader:
-    """Linux: reads /proc directly (about 25 µs a process for the per-scrape part)."""
+    """Linux: reads /proc directly.
+
+    The one read every process gets on every scrape, /proc/PID/stat, goes through a descriptor
+    kept open for the process's life and re-read with pread (about 7 µs, against 20 µs for
+    open+read+close). Once the process exits, its descriptor answers ESRCH, even if the pid is
+    reused, so a kept descriptor never reads another process.
+    """
 
     name = "procfs"
 
-    def __init__(self, procfs: str = "/proc"):
+    def __init__(self, procfs: str = "/proc", max_open: Optional[int] = None):
         self.procfs = procfs
         self._ticks = os.sysconf("SC_CLK_TCK")
         self._page = os.sysconf("SC_PAGE_SIZE")
         self._boot_time = self._read_boot_time()
+        self._fds: Dict[int, int] = {}  # pid -> open /proc/PID/stat
+        self._max_open = descriptor_budget() if max_open is None else max_open
 
     def _read_boot_time(self) -> float:
         with open(os.path.join(self.procfs, "stat"), "rb") as f:
@@ -95,19 +103,40 @@ class ProcfsReader:
         raise ReadError("io")
 
     def pids(self) -> List[int]:
-        return [int(d) for d in os.listdir(self.procfs) if d.isdigit()]
+        pids = [int(d) for d in os.listdir(self.procfs) if d.isdigit()]
+        if len(self._fds) > len(pids) // 2:  # cheap enough to skip while few are kept
+            alive = set(pids)
+            for pid in [p for p in self._fds if p not in alive]:
+                os.close(self._fds.pop(pid))
+        return pids
 
-    def stat(self, pid: int) -> ProcStat:
-        # Raw os.open/os.read: half the cost of open() on the one read every process gets
-        # on every scrape.
+    def _read_stat(self, pid: int) -> bytes:
+        fd = self._fds.get(pid)
+        if fd is not None:
+            try:
+                data = os.pread(fd, 4096, 0)
+                if data:
+                    return data
+            except OSError:
+                pass  # ESRCH: that process is gone; the pid may be another's now
+            os.close(self._fds.pop(pid))
         try:
             fd = os.open(f"{self.procfs}/{pid}/stat", os.O_RDONLY)
-            try:
-                data = os.read(fd, 4096)
-            finally:
-                os.close(fd)
         except OSError as exc:
             raise ReadError(_reason(exc)) from None
+        try:
+            data = os.read(fd, 4096)
+        except OSError as exc:
+            os.close(fd)
+            raise ReadError(_reason(exc)) from None
+        if data and len(self._fds) < self._max_open:
+            self._fds[pid] = fd
+        else:
+            os.close(fd)
+        return data
+
+    def stat(self, pid: int) -> ProcStat:
+        data = self._read_stat(pid)
         if not data:
             raise ReadError("vanished")
         # comm may contain spaces and parentheses: it ends at the last ')'.
@@ -161,6 +190,25 @@ class ProcfsReader:
     def exe_path(self, pid: int) -> str:
         """A path that opens the running executable, even when it was deleted from disk."""
         return f"{self.procfs}/{pid}/exe"
+
+
+def descriptor_budget(reserve: int = 256, most: int = 16384) -> int:
+    """How many /proc/PID/stat descriptors to keep open: the soft RLIMIT_NOFILE, raised to the
+    hard limit as Go programs such as node_exporter do, less a reserve for sockets and files."""
+    try:
+        import resource
+    except ImportError:  # not on Linux; the psutil reader keeps nothing open
+        return 0
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = most + reserve if hard == resource.RLIM_INFINITY else min(hard, most + reserve)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    limit = most + reserve if soft == resource.RLIM_INFINITY else soft
+    return max(0, min(most, limit - reserve))
 
 
 def _parse_environ(raw: bytes) -> Dict[str, str]:

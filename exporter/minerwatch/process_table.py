@@ -52,7 +52,7 @@ class ProcessView:
     facts: ProcFacts
     stat: ProcStat
     cpu_cores: float  # recent CPU use, in cores (1.0 = one core fully busy)
-    signals: Dict[str, str]  # signal -> reason
+    signals: Dict[str, str]  # signal -> reason (shared with the table's cache: do not modify)
     allowlisted: bool
     suspect: bool
 
@@ -97,10 +97,19 @@ class _Entry:
     facts: ProcFacts
     static: Dict[str, str]  # signature matches, once per process life
     allowlisted: bool
-    source_generations: Tuple[int, ...] = ()
-    source_signals: Dict[str, str] = field(default_factory=dict)
+    source_generations: Optional[Tuple[int, ...]] = None
+    # static and source signals merged, and what they make of the process; recomputed only
+    # when a source's generation changes, so an unchanged process costs no dict work a scrape
+    signals: Dict[str, str] = field(default_factory=dict)
+    strong: bool = False  # suspect whatever its CPU
+    weak: bool = False  # suspect while busy
     baseline: Optional[Tuple[float, float]] = None  # (monotonic time, cpu seconds)
     cpu_cores: float = 0.0
+
+    def merge(self, source_signals: Dict[str, str]) -> None:
+        self.signals = {**source_signals, **self.static}  # a static reason wins a tie
+        self.strong = not self.allowlisted and not STRONG_SIGNALS.isdisjoint(self.signals)
+        self.weak = not self.allowlisted and not WEAK_SIGNALS.isdisjoint(self.signals)
 
 
 class ProcessTable:
@@ -143,6 +152,7 @@ class ProcessTable:
         errors: Counter = Counter()
         views: List[ProcessView] = []
         alive = {}
+        busy = self.settings.suspect_busy_cores
         for pid in self.reader.pids():
             try:
                 stat = self.reader.stat(pid)
@@ -162,9 +172,10 @@ class ProcessTable:
             alive[key] = entry
             self._update_cpu(entry, stat, now)
             if entry.source_generations != generations:
-                entry.source_signals = self._source_signals(entry.facts)
+                entry.merge(self._source_signals(entry.facts))
                 entry.source_generations = generations
-            views.append(self._view(entry, stat))
+            suspect = entry.strong or (entry.weak and entry.cpu_cores >= busy)
+            views.append(ProcessView(entry.facts, stat, entry.cpu_cores, entry.signals, entry.allowlisted, suspect))
         self._entries = alive  # forget processes that ended
 
         views.sort(key=lambda v: v.cpu_cores, reverse=True)
@@ -215,18 +226,6 @@ class ProcessTable:
         if now - then >= 1.0:  # scrapes closer than a second reuse the last rate
             entry.cpu_cores = max(stat.cpu_seconds - cpu, 0.0) / (now - then)
             entry.baseline = (now, stat.cpu_seconds)
-
-    def _view(self, entry: _Entry, stat: ProcStat) -> ProcessView:
-        signals = dict(entry.static)
-        for name, reason in entry.source_signals.items():
-            signals.setdefault(name, reason)
-        suspect = False
-        if not entry.allowlisted:
-            if STRONG_SIGNALS.intersection(signals):
-                suspect = True
-            elif WEAK_SIGNALS.intersection(signals):
-                suspect = entry.cpu_cores >= self.settings.suspect_busy_cores
-        return ProcessView(entry.facts, stat, entry.cpu_cores, signals, entry.allowlisted, suspect)
 
     # -- lookups for other collectors ---------------------------------------------------------
     def lookup(self, pid: int) -> Optional[ProcessView]:

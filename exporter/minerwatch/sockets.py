@@ -1,6 +1,9 @@
 """The host's outgoing TCP connections, and the owner process of only the ones that matter.
 
-Linux: /proc/net/tcp and tcp6 are parsed directly (microseconds a line). Mapping a socket to its
+Linux: the kernel's socket table through a sock_diag netlink dump filtered to the states that
+matter (what `ss` uses: about 4 ms for 2000 sockets), or /proc/net/tcp and tcp6 parsed directly
+where the table of another namespace is wanted (the host's /proc mounted into a container) or
+netlink is refused; the text tables cost the kernel several times more. Mapping a socket to its
 process means reading /proc/PID/fd links, which is where psutil.net_connections spends most of
 its ~70 ms; here it is done only for the inodes that matched an indicator, stops as soon as all
 are found, and remembers inode -> (pid, fd) so a long-lived match costs one readlink a scrape.
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -56,9 +60,67 @@ def decode_address(hex_address: str, byteorder: str = sys.byteorder) -> str:
     return canonical_ip(socket.inet_ntop(socket.AF_INET6, raw))
 
 
+@lru_cache(maxsize=16384)
 def _endpoint(field: str, byteorder: str) -> Endpoint:
+    # Cached: a long-lived connection's fields are the same text on every scrape.
     address, _, port = field.partition(":")
     return Endpoint(decode_address(address, byteorder), int(port, 16))
+
+
+# -- sock_diag netlink (linux/inet_diag.h, linux/sock_diag.h) -------------------------------------
+NETLINK_SOCK_DIAG = 4
+SOCK_DIAG_BY_FAMILY = 20
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+TCP_ESTABLISHED, TCP_SYN_SENT, TCP_LISTEN = 1, 2, 10
+_NLMSG = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
+_REQ = struct.Struct("=BBBBI48x")  # inet_diag_req_v2: family, protocol, ext, pad, states, sockid
+_MSG = struct.Struct("=BBBB")  # inet_diag_msg: family, state, timer, retrans (then the sockid)
+_PORTS = struct.Struct(">HH")  # sockid: sport, dport, network byte order
+_OWNER = struct.Struct("=II")  # inet_diag_msg: uid, inode (after expires, rqueue, wqueue)
+_DIAG_STATES = {TCP_ESTABLISHED: "established", TCP_SYN_SENT: "syn_sent"}
+
+
+@lru_cache(maxsize=8192)
+def _diag_address(family: int, raw: bytes) -> str:
+    if family == socket.AF_INET:
+        return socket.inet_ntop(socket.AF_INET, raw[:4])
+    return canonical_ip(socket.inet_ntop(socket.AF_INET6, raw))
+
+
+def sock_diag(family: int) -> Tuple[List[Conn], Set[Endpoint]]:
+    """Connections in ESTABLISHED or SYN_SENT, and listening endpoints, of one address family,
+    from the kernel's socket table through a NETLINK_SOCK_DIAG dump. Raises OSError if refused."""
+    states = (1 << TCP_ESTABLISHED) | (1 << TCP_SYN_SENT) | (1 << TCP_LISTEN)
+    request = _REQ.pack(family, socket.IPPROTO_TCP, 0, 0, states)
+    conns: List[Conn] = []
+    listening: Set[Endpoint] = set()
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as nl:
+        nl.settimeout(5)
+        nl.send(_NLMSG.pack(_NLMSG.size + len(request), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
+                + request)
+        while True:
+            data = nl.recv(1 << 20)
+            if not data:
+                raise OSError("sock_diag: connection closed")
+            offset = 0
+            while offset + _NLMSG.size <= len(data):
+                length, kind = _NLMSG.unpack_from(data, offset)[:2]
+                if kind == NLMSG_DONE:
+                    return conns, listening
+                if kind == NLMSG_ERROR:
+                    raise OSError("sock_diag: the kernel refused the dump")
+                msg = offset + _NLMSG.size
+                fam, state = _MSG.unpack_from(data, msg)[:2]
+                sport, dport = _PORTS.unpack_from(data, msg + 4)
+                local = Endpoint(_diag_address(fam, data[msg + 8 : msg + 24]), sport)
+                if state == TCP_LISTEN:
+                    listening.add(local)
+                elif state in _DIAG_STATES:
+                    uid, inode = _OWNER.unpack_from(data, msg + 64)
+                    remote = Endpoint(_diag_address(fam, data[msg + 24 : msg + 40]), dport)
+                    conns.append(Conn(local, remote, _DIAG_STATES[state], uid=uid, inode=inode))
+                offset += (length + 3) & ~3
 
 
 def parse_proc_net_tcp(text: str, byteorder: str = sys.byteorder) -> Tuple[List[Conn], Set[Endpoint]]:
@@ -165,10 +227,13 @@ class ProcNetSockets:
 
     name = "procfs"
 
-    def __init__(self, procfs: str = "/proc"):
+    def __init__(self, procfs: str = "/proc", netlink: Optional[bool] = None):
         self.procfs = procfs
         self.owners = InodeOwners(procfs)
         self.sockets_seen = 0
+        # Netlink answers for the exporter's own network namespace: use it when that is the one
+        # /proc describes. Another /proc (a host's, mounted into a container) means text tables.
+        self.netlink = (os.path.realpath(procfs) == "/proc") if netlink is None else netlink
 
     def _table(self, name: str) -> str:
         # /proc/1/net is the host's namespace also when the exporter runs in a container with the
@@ -181,11 +246,18 @@ class ProcNetSockets:
                 continue
         return ""
 
+    def _tables(self):
+        if self.netlink:
+            try:
+                return [sock_diag(socket.AF_INET), sock_diag(socket.AF_INET6)]
+            except OSError:  # no netlink (seccomp, an old kernel): the text tables from now on
+                self.netlink = False
+        return [parse_proc_net_tcp(self._table(name)) for name in ("tcp", "tcp6")]
+
     def connections(self) -> List[Conn]:
         conns: List[Conn] = []
         listening: Set[Endpoint] = set()
-        for name in ("tcp", "tcp6"):
-            c, l = parse_proc_net_tcp(self._table(name))
+        for c, l in self._tables():
             conns.extend(c)
             listening |= l
         self.sockets_seen = len(conns)

@@ -144,6 +144,9 @@ class Handler(BaseHTTPRequestHandler):
     server: ExporterServer
     server_version = "minerwatch"
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: with Nagle on, a keep-alive scrape waits
+    # for the client's delayed ACK (40 ms) before the body leaves.
+    disable_nagle_algorithm = True
 
     def setup(self):
         super().setup()
