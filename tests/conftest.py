@@ -92,6 +92,15 @@ def spawn(tmp_path):
 
 
 @pytest.fixture
+def stack():
+    """Servers a test starts (anything with stop()); stopped in reverse order, by PID."""
+    started = []
+    yield started
+    for server in reversed(started):
+        server.stop()
+
+
+@pytest.fixture
 def pool(tmp_path):
     """A pool stand-in process on 127.0.0.1; yields its port; stopped by PID."""
     port_file = tmp_path / "pool.port"

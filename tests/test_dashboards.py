@@ -29,7 +29,7 @@ from conftest import MONERO_WALLET, free_port, wait_for
 from dashboard_render import render, table_rows
 from exporter_process import Exporter
 from servers import Prometheus
-from test_e2e_alerting import generate_rules, stack  # noqa: F401  (stack: the fixture that stops servers)
+from test_e2e_alerting import generate_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = {p.stem: json.loads(p.read_text()) for p in sorted((ROOT / "dashboards").glob("minerwatch-*.json"))}

@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 
 from conftest import MONERO_WALLET, stop_pid, wait_for
@@ -41,14 +40,6 @@ def generate_rules(tmp: Path) -> Path:
 def notifications(sink, alertname, status):
     return [(p, a) for p in sink.payloads for a in p["alerts"]
             if a["labels"]["alertname"] == alertname and a["status"] == status]
-
-
-@pytest.fixture
-def stack(tmp_path):
-    started = []
-    yield started
-    for server in reversed(started):
-        server.stop()
 
 
 def test_miner_pages_on_call_and_resolves(tmp_path, spawn, pool, stack):

@@ -24,7 +24,9 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
+import os
 import re
+import select
 import socket
 import struct
 import threading
@@ -322,13 +324,12 @@ def open_packet_socket(snaplen: int = SNAPLEN) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         # Packets queued between socket() and the filter were not filtered: throw them away.
-        sock.setblocking(False)
+        sock.setblocking(False)  # stays non-blocking: the thread waits in select(), not in recv()
         try:
             while True:
                 sock.recv(1)
         except BlockingIOError:
             pass
-        sock.settimeout(0.5)  # so that stop() is noticed
         return sock
     except BaseException:
         sock.close()
@@ -458,6 +459,7 @@ class Sniffer:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._wake: Optional[Tuple[int, int]] = None  # a pipe that stop() writes to
 
     def start(self) -> bool:
         try:
@@ -466,16 +468,23 @@ class Sniffer:
             self.error = getattr(exc, "strerror", None) or str(exc)
             return False
         self.up = True
+        self._wake = os.pipe()
         self._thread = threading.Thread(target=self._run, name="minerwatch-sniffer", daemon=True)
         self._thread.start()
         return True
 
     def stop(self) -> None:
         self._stop.set()
+        if self._wake is not None:
+            os.write(self._wake[1], b"x")  # wakes the thread out of select()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
         if self._sock is not None:
             self._sock.close()
+        if self._wake is not None:
+            for fd in self._wake:
+                os.close(fd)
+            self._wake = None
         self.up = False
 
     def _run(self) -> None:
@@ -483,8 +492,10 @@ class Sniffer:
         window, handled = time.monotonic(), 0
         while not self._stop.is_set():
             try:
+                # No timeout: between packets the thread sleeps, costing no CPU between scrapes.
+                select.select([self._sock, self._wake[0]], [], [])
                 n = self._sock.recv_into(buf)
-            except socket.timeout:
+            except BlockingIOError:  # woken by stop(), or the packet went elsewhere
                 continue
             except OSError as exc:
                 if not self._stop.is_set():
