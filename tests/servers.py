@@ -51,29 +51,44 @@ class WebhookSink(ThreadingHTTPServer):
         self.server_close()
 
 
-class Alertmanager:
-    def __init__(self, binary, config, tmp):
-        tmp.mkdir()
-        path = tmp / "alertmanager.yml"
-        path.write_text(yaml.safe_dump(config))
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = open(tmp / "alertmanager.log", "w")
-        self.proc = subprocess.Popen(
-            [binary, f"--config.file={path}", f"--storage.path={tmp / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
-             f"--web.external-url={self.url}"],
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        wait_for(self._ready, timeout=20, what=f"Alertmanager on {self.url} (log: {tmp / 'alertmanager.log'})")
+class _Server:
+    """A server process with a YAML config in `tmp`, on a free port; ready when /-/ready answers."""
 
-    def _ready(self):
-        assert self.proc.poll() is None, "Alertmanager exited; see its log"
+    name = ""
+
+    def __init__(self, config: dict, tmp: Path, argv, timeout: float = 30):
+        tmp.mkdir()
+        self.config_path = tmp / f"{self.name.lower()}.yml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        log_path = tmp / f"{self.name.lower()}.log"
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen(argv(self.config_path, self.port, self.url),
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(self._ready, timeout=timeout, what=f"{self.name} on {self.url} (log: {log_path})")
+
+    def _ready(self) -> bool:
+        assert self.proc.poll() is None, f"{self.name} exited; see its log"
         try:
             with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
                 return response.status == 200
         except OSError:
             return False
+
+    def stop(self):
+        stop_pid(self.proc)
+        self.log.close()
+
+
+class Alertmanager(_Server):
+    name = "Alertmanager"
+
+    def __init__(self, binary, config, tmp):
+        super().__init__(config, tmp, lambda path, port, url: [
+            binary, f"--config.file={path}", f"--storage.path={tmp / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", f"--web.external-url={url}",
+        ], timeout=20)
 
     def post(self, alerts):
         request = urllib.request.Request(
@@ -87,36 +102,17 @@ class Alertmanager:
         with urllib.request.urlopen(f"{self.url}/api/v2/alerts", timeout=5) as response:
             return json.load(response)
 
-    def stop(self):
-        stop_pid(self.proc)
-        self.log.close()
 
+class Prometheus(_Server):
+    """A real Prometheus server with the given config (a dict)."""
 
-
-class Prometheus:
-    """A real Prometheus server with the given config (a dict), ready when /-/ready answers."""
+    name = "Prometheus"
 
     def __init__(self, config: dict, tmp: Path):
-        tmp.mkdir()
-        path = tmp / "prometheus.yml"
-        path.write_text(yaml.safe_dump(config))
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = open(tmp / "prometheus.log", "w")
-        self.proc = subprocess.Popen(
-            [binary("prometheus"), f"--config.file={path}", f"--storage.tsdb.path={tmp / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={self.url}"],
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        wait_for(self._ready, timeout=30, what=f"Prometheus on {self.url} (log: {tmp / 'prometheus.log'})")
-
-    def _ready(self) -> bool:
-        assert self.proc.poll() is None, "Prometheus exited; see its log"
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return False
+        super().__init__(config, tmp, lambda path, port, url: [
+            binary("prometheus"), f"--config.file={path}", f"--storage.tsdb.path={tmp / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={url}",
+        ])
 
     def query(self, promql: str) -> list:
         url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
@@ -124,7 +120,3 @@ class Prometheus:
             body = json.load(response)
         assert body["status"] == "success", body
         return body["data"]["result"]
-
-    def stop(self):
-        stop_pid(self.proc)
-        self.log.close()

@@ -113,6 +113,18 @@ def test_recent_cpu_and_top_k(tmp_path):
     assert [v.pid for v in snap.watched(max_suspects=0)] == [300, 200]
 
 
+def test_a_busy_build_working_in_tmp_is_not_disguised(tmp_path):
+    """The working directory never counts (builds and installers live in /tmp); a script there does."""
+    build_job = FakeProcess(600, "python3", ["python3", "-c", "import setup"], exe="/usr/bin/python3.11",
+                            cwd="/tmp/pip-build-x1", utime=50 * TICKS, start_ticks=9000 * TICKS)
+    dropped = FakeProcess(601, "python3", ["python3", "/tmp/.x/m.py"], exe="/usr/bin/python3.11",
+                          cwd="/home/u", utime=50 * TICKS, start_ticks=9000 * TICKS)
+    table, _ = make_table(tmp_path, [build_job, dropped], Clock())
+    snap = table.scan()
+    assert snap.by_pid()[600].signals == {} and not snap.by_pid()[600].suspect
+    assert snap.by_pid()[601].signals["exe_in_temp_dir"] == "script in a temp folder: /tmp/.x/m.py"
+
+
 def test_disguise_alone_is_not_suspect_while_idle(tmp_path):
     table, _ = make_table(tmp_path, [RENAMED], Clock())
     view = table.scan().by_pid()[300]

@@ -49,14 +49,14 @@ def _b58check(version: int, payload: bytes) -> str:
 RVN = _b58check(0x3C, hashlib.sha256(b"minerwatch test").digest()[:20])  # starts with R
 
 
-def _all(argv, *, comm=None, exe=None, exe_deleted=False, environ=None, cwd=""):
+def _all(argv, *, comm=None, exe=None, exe_deleted=False, environ=None):
     argv0 = argv[0] if argv else ""
     base = re.split(r"[/\\]", argv0)[-1]
     if exe is None:
         exe = argv0 if argv0.startswith("/") or ":\\" in argv0 else f"/usr/local/bin/{base}"
     if comm is None:
         comm = re.split(r"[/\\]", exe)[-1][:15]
-    return S.match_all(comm=comm, exe=exe, exe_deleted=exe_deleted, argv=argv, environ=environ, cwd=cwd)
+    return S.match_all(comm=comm, exe=exe, exe_deleted=exe_deleted, argv=argv, environ=environ)
 
 
 def _signals(matches):
@@ -638,42 +638,54 @@ def test_exe_deleted():
 
 
 @pytest.mark.parametrize(
-    "exe, cwd",
+    "exe",
     [
-        ("/tmp/x", ""),
-        ("/tmp/.X11-unix/.x/systemd", ""),
-        ("/var/tmp/a", ""),
-        ("/dev/shm/.k", ""),
-        ("/home/alice/Downloads/tool", ""),
-        ("/root/Downloads/tool", ""),
-        ("C:\\Users\\bob\\Downloads\\setup.exe", ""),
-        ("C:\\Users\\bob\\AppData\\Local\\Temp\\svchost.exe", ""),
-        ("c:/users/bob/appdata/local/temp/x.exe", ""),
-        ("C:\\Windows\\Temp\\x.exe", ""),
-        ("C:\\Users\\Public\\x.exe", ""),
-        ("/usr/bin/python3.11", "/dev/shm"),
-        ("/usr/bin/python3.11", "/tmp"),
+        "/tmp/x",
+        "/tmp/.X11-unix/.x/systemd",
+        "/var/tmp/a",
+        "/dev/shm/.k",
+        "/home/alice/Downloads/tool",
+        "/root/Downloads/tool",
+        "C:\\Users\\bob\\Downloads\\setup.exe",
+        "C:\\Users\\bob\\AppData\\Local\\Temp\\svchost.exe",
+        "c:/users/bob/appdata/local/temp/x.exe",
+        "C:\\Windows\\Temp\\x.exe",
+        "C:\\Users\\Public\\x.exe",
     ],
 )
-def test_temp_dirs(exe, cwd):
+def test_temp_dirs(exe):
     comm = re.split(r"[/\\]", exe)[-1]
-    assert [m.signal for m in S.match_executable(comm, exe, False, cwd)] == ["exe_in_temp_dir"]
+    assert [m.signal for m in S.match_executable(comm, exe, False)] == ["exe_in_temp_dir"]
 
 
 @pytest.mark.parametrize(
-    "exe, cwd",
+    "exe, argv, script",
     [
-        ("/usr/bin/tmpwatch", "/home/u"),
-        ("/opt/tmp-tools/x", ""),
-        ("/home/alice/Documents/Downloads.py", ""),
-        ("/srv/tmp/x", ""),
-        ("C:\\Program Files\\App\\app.exe", "C:\\Users\\bob"),
-        ("C:\\Users\\Publicity\\x.exe", ""),
+        ("/usr/bin/python3.11", ["python3", "/tmp/.x/miner.py", "--threads", "4"], "/tmp/.x/miner.py"),
+        ("/usr/bin/python3.11", ["python3", "-u", "/dev/shm/m.py"], "/dev/shm/m.py"),
+        ("/usr/bin/bash", ["bash", "/var/tmp/start.sh"], "/var/tmp/start.sh"),
+        ("/usr/bin/python3.11", ["python3", "-c", "while True: pass"], ""),
+        ("/usr/bin/python3.11", ["python3", "-m", "http.server"], ""),
+        ("/usr/bin/perl", ["perl", "-e", "1 while 1"], ""),
+        ("/usr/bin/gcc", ["gcc", "/tmp/x.c"], ""),  # not an interpreter: its operand is no script
     ],
 )
-def test_not_temp_dirs(exe, cwd):
+def test_script_in_temp_dir(exe, argv, script):
+    from minerwatch.signatures import script_of
+
+    assert script_of(exe, argv) == script
+    signals = [m.signal for m in S.match_all(comm=argv[0], exe=exe, exe_deleted=False, argv=argv)]
+    assert ("exe_in_temp_dir" in signals) == bool(script)
+
+
+@pytest.mark.parametrize(
+    "exe",
+    ["/usr/bin/tmpwatch", "/opt/tmp-tools/x", "/home/alice/Documents/Downloads.py", "/srv/tmp/x",
+     "C:\\Program Files\\App\\app.exe", "C:\\Users\\Publicity\\x.exe"],
+)
+def test_not_temp_dirs(exe):
     comm = re.split(r"[/\\]", exe)[-1]
-    assert S.match_executable(comm, exe, False, cwd) == []
+    assert S.match_all(comm=comm, exe=exe, exe_deleted=False, argv=[exe]) == []
 
 
 @pytest.mark.parametrize(
@@ -747,7 +759,6 @@ def test_match_all_dedup_keeps_first_reason():
         exe_deleted=True,
         argv=["/dev/shm/svc", "--donate-level", "1", "-o", "stratum+tcp://pool.example.net:3333", "-u", XMR],
         environ={"POOL_URL": "x", "DONATE_LEVEL": "1"},
-        cwd="/tmp",
     )
     assert [m.signal for m in matches] == [
         "miner_name", "miner_cmdline", "pool_url", "wallet_address", "miner_env", "exe_deleted", "exe_in_temp_dir",
@@ -773,7 +784,7 @@ def test_matching_is_fast():
     start = time.perf_counter()
     for i in range(n):
         argv = commons[i % len(commons)]
-        S.match_all(comm="x", exe="/usr/bin/x", exe_deleted=False, argv=argv, environ=env, cwd="/home/u")
+        S.match_all(comm="x", exe="/usr/bin/x", exe_deleted=False, argv=argv, environ=env)
     per_call = (time.perf_counter() - start) / n
     assert per_call < 0.001, per_call  # well under a millisecond per process
 

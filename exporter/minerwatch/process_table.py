@@ -193,7 +193,6 @@ class ProcessTable:
             exe_deleted=facts.exe_deleted,
             argv=facts.argv,
             environ=facts.environ,
-            cwd=facts.cwd,
         ):
             static.setdefault(match.signal, match.reason)
         allowlisted = bool(self.allowlist) and self.allowlist.matches(

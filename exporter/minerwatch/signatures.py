@@ -50,7 +50,7 @@ SIGNALS: dict[str, str] = {
     "av_excluded": "executable or working directory lies under an antivirus exclusion (weak alone)",
     "pool_connection": "established connection to a known mining pool, or Stratum seen on the wire",
     "exe_deleted": "executable was deleted after start (weak: upgraded daemons do this too)",
-    "exe_in_temp_dir": "executable or working directory in /tmp, /dev/shm, Downloads or a Windows temp folder (weak)",
+    "exe_in_temp_dir": "executable, or the script an interpreter runs, in /tmp, /dev/shm, Downloads or a Windows temp folder (weak)",
     "name_mismatch": "process name differs from the executable name without a benign reason (weak)",
 }
 
@@ -764,16 +764,21 @@ class Signatures:
 
     # -- executable -----------------------------------------------------------------------------
 
-    def match_executable(self, comm: str, exe: str, exe_deleted: bool, cwd: str = "") -> List[Match]:
-        """exe_deleted, exe_in_temp_dir and name_mismatch: the weak disguise signals."""
+    def match_executable(self, comm: str, exe: str, exe_deleted: bool, script: str = "") -> List[Match]:
+        """exe_deleted, exe_in_temp_dir and name_mismatch: the weak disguise signals.
+
+        `script` is the file an interpreter runs (see `script_of`): a miner written in Python or
+        shell and dropped into /tmp runs a clean interpreter. The working directory does not
+        count: builds and installers work in /tmp all day.
+        """
         out: List[Match] = []
         path = exe[: -len(" (deleted)")] if exe.endswith(" (deleted)") else exe
         if exe_deleted:
             out.append(Match("exe_deleted", f"executable deleted: {_shorten(path, 96)}" if path else "executable deleted"))
         if path and _in_temp_dir(path):
             out.append(Match("exe_in_temp_dir", f"executable in a temp folder: {_shorten(path, 96)}"))
-        elif cwd and _in_temp_dir(cwd):
-            out.append(Match("exe_in_temp_dir", f"working directory in a temp folder: {_shorten(cwd, 96)}"))
+        elif script and _in_temp_dir(script):
+            out.append(Match("exe_in_temp_dir", f"script in a temp folder: {_shorten(script, 96)}"))
         mismatch = _name_mismatch(comm, path)
         if mismatch is not None:
             out.append(Match("name_mismatch", mismatch))
@@ -789,7 +794,6 @@ class Signatures:
         exe_deleted: bool,
         argv: Sequence[str],
         environ: Optional[Mapping[str, str]] = None,
-        cwd: str = "",
     ) -> List[Match]:
         """All matchers; one Match per signal (the first reason found wins)."""
         argv = list(argv or ())
@@ -797,7 +801,7 @@ class Signatures:
             *self.match_names(comm, exe, argv[0] if argv else ""),
             *self.match_cmdline(argv),
             *self.match_environ(environ),
-            *self.match_executable(comm, exe, exe_deleted, cwd),
+            *self.match_executable(comm, exe, exe_deleted, script_of(exe, argv)),
         ]
         seen = set()
         out = []
@@ -830,6 +834,27 @@ def _wallet(words: Sequence[str], wallet_values: frozenset, pool_context: bool) 
                 where = "as argument"
             return f"{kind} address {_abbrev(piece)} {where}"
     return None
+
+
+# Interpreters whose first operand is the script they run.
+SCRIPT_INTERPRETERS = frozenset(
+    {"python", "pypy", "perl", "ruby", "node", "nodejs", "bash", "sh", "dash", "zsh", "ksh", "php", "lua",
+     "pwsh", "powershell"}
+)
+# Options after which the interpreter runs code from the command line, not a file.
+_INLINE_CODE_OPTIONS = frozenset({"-c", "-m", "-e", "-E", "--eval", "-Command", "-EncodedCommand"})
+
+
+def script_of(exe: str, argv: Sequence[str]) -> str:
+    """The script file an interpreter runs (`python /tmp/x.py`), or "" for anything else."""
+    if _stem(_basename(exe).lower()) not in SCRIPT_INTERPRETERS:
+        return ""
+    for word in argv[1:]:
+        if word in _INLINE_CODE_OPTIONS:
+            return ""
+        if not word.startswith("-"):
+            return word
+    return ""
 
 
 def _in_temp_dir(path: str) -> bool:
