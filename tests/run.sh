@@ -1,6 +1,7 @@
 #!/bin/sh
 # The whole test suite, from a fresh Debian machine: installs Debian's prometheus and
-# prometheus-alertmanager (promtool, amtool and the real servers the tests start), a virtualenv
+# prometheus-alertmanager (promtool, amtool and the real servers the tests start), openssl and
+# iproute2 when missing, a virtualenv
 # with minerwatch and its test dependencies, then runs pytest. Extra arguments go to pytest.
 set -eu
 cd "$(dirname "$0")/.."
@@ -8,6 +9,8 @@ cd "$(dirname "$0")/.."
 missing=""
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 command -v amtool >/dev/null 2>&1 || missing="$missing prometheus-alertmanager"
+command -v openssl >/dev/null 2>&1 || missing="$missing openssl"      # test certificates
+command -v ip >/dev/null 2>&1 || missing="$missing iproute2"          # test network namespaces
 python3 -c 'import ensurepip' 2>/dev/null || missing="$missing python3-venv"
 if [ -n "$missing" ]; then
     sudo=""
