@@ -1,6 +1,8 @@
 """The command line: exact one-line errors with exit status 2, --version, help, scan's exit status."""
 
+import hashlib
 import json
+import os
 import subprocess
 import sys
 
@@ -106,7 +108,9 @@ def test_scan_with_the_portable_reader_finds_a_live_miner(spawn):
     result = run("scan", "--process.reader=psutil", "--interval=0.5", "--json")
     report = json.loads(result.stdout)
     assert result.returncode == 1
-    assert miner.pid in [s["pid"] for s in report["suspects"]]
+    (found,) = [s for s in report["suspects"] if s["pid"] == miner.pid]
+    with open(os.path.realpath(sys.executable), "rb") as f:
+        assert found["exe_sha256"] == hashlib.sha256(f.read()).hexdigest()
 
 
 def test_scan_shows_the_antivirus_exclusion_covering_a_suspect(tmp_path):

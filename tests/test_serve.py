@@ -1,6 +1,7 @@
 """A real `minerwatch serve` finds a real miner-like process over HTTP; a benign one stays quiet."""
 
 import getpass
+import hashlib
 import os
 import subprocess
 import sys
@@ -49,6 +50,8 @@ def test_finds_miner_renamed_busy_and_ignores_benign(spawn, pool, exporter, tmp_
     signals = set(labels["signals"].split(","))
     assert {"miner_name", "pool_url", "wallet_address", "miner_cmdline"} <= signals
     assert f"stratum+tcp://127.0.0.1:{pool.port}" in labels["cmdline"]
+    # Evidence: the hash of what ran (this stand-in runs the Python interpreter).
+    assert labels["exe_sha256"] == hashlib.sha256(open(os.path.realpath(sys.executable), "rb").read()).hexdigest()
     assert "hunter2" not in text  # the pool password never leaves the host
     for signal in signals:
         assert find(samples, "minerwatch_process_signal", pid=miner.pid, signal=signal)

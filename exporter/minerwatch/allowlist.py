@@ -40,23 +40,24 @@ class Allowlist:
     def __bool__(self) -> bool:
         return bool(self.rules)
 
-    def matches(self, comm: str, exe: str, user: str, exe_path: str) -> bool:
-        digest: List[str] = []
-
-        def sha256() -> str:
-            if not digest:
-                digest.append(file_sha256(exe_path))
-            return digest[0]
-
+    def matches(self, comm: str, exe: str, user: str, sha256: Callable[[], str]) -> bool:
+        """`sha256` hashes the running executable when called; only rules that need it call it."""
         return any(rule.matches(comm, exe, user, sha256) for rule in self.rules)
 
 
+MAX_HASHED_BYTES = 512 << 20  # a bigger executable is no miner; do not spend a scrape on it
+
+
 def file_sha256(path: str) -> str:
-    """sha256 of a file, "" when it cannot be read (never matches an allowlist hash)."""
+    """sha256 of a file, "" when it cannot be read or is too big (never matches an allowlist hash)."""
     h = hashlib.sha256()
+    read = 0
     try:
         with open(path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
+                read += len(chunk)
+                if read > MAX_HASHED_BYTES:
+                    return ""
                 h.update(chunk)
     except OSError:
         return ""

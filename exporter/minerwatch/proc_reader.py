@@ -42,6 +42,7 @@ class ProcFacts:
     user: str = ""
     environ: Optional[Dict[str, str]] = None  # None when unreadable
     errors: List[str] = field(default_factory=list)  # reasons of reads that failed
+    exe_sha256: Optional[str] = None  # hashed when first needed; "" when unreadable
 
 
 class ReadError(Exception):

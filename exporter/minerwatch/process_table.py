@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Protocol, Tuple
 
-from minerwatch.allowlist import Allowlist
+from minerwatch.allowlist import Allowlist, file_sha256
 from minerwatch.proc_reader import ProcFacts, ProcStat, ReadError
 from minerwatch.signatures import STRONG_SIGNALS, WEAK_SIGNALS, Match, Signatures
 
@@ -196,7 +196,7 @@ class ProcessTable:
         ):
             static.setdefault(match.signal, match.reason)
         allowlisted = bool(self.allowlist) and self.allowlist.matches(
-            facts.comm, facts.exe, facts.user, self.reader.exe_path(stat.pid)
+            facts.comm, facts.exe, facts.user, lambda: self.exe_sha256(facts)
         )
         # The environment is only needed for matching; do not keep other users' secrets around.
         facts.environ = None
@@ -225,6 +225,13 @@ class ProcessTable:
         if now - then >= 1.0:  # scrapes closer than a second reuse the last rate
             entry.cpu_cores = max(stat.cpu_seconds - cpu, 0.0) / (now - then)
             entry.baseline = (now, stat.cpu_seconds)
+
+    def exe_sha256(self, facts: ProcFacts) -> str:
+        """sha256 of the running executable (read through /proc/PID/exe, so a deleted one too),
+        hashed once per process life: evidence, and the allowlist's `sha256` key."""
+        if facts.exe_sha256 is None:
+            facts.exe_sha256 = file_sha256(self.reader.exe_path(facts.pid))
+        return facts.exe_sha256
 
     # -- lookups for other collectors ---------------------------------------------------------
     def lookup(self, pid: int) -> Optional[ProcessView]:

@@ -29,6 +29,8 @@ def run(context: Context, interval: float) -> Report:
     snapshot = table.scan()
     from minerwatch.antivirus import describe_exclusions
 
+    for view in snapshot.suspects:
+        table.exe_sha256(view.facts)  # evidence: hash what runs now, before it is gone
     return Report(len(snapshot.processes), snapshot.suspects, snapshot.top, table.settings.cmdline_max_length,
                   describe_exclusions(context))
 
@@ -39,6 +41,7 @@ def _record(view: ProcessView, max_length: int) -> dict:
         "user": view.user,
         "name": view.name,
         "exe": view.facts.exe,
+        "exe_sha256": view.facts.exe_sha256 or "",
         "cmdline": redact_cmdline(view.facts.argv, max_length),
         "cpu_cores": round(view.cpu_cores, 3),
         "start_time": view.stat.start_time,
@@ -73,7 +76,7 @@ def render_table(report: Report) -> str:
                 f"{view.pid:>7}  {view.user[:12]:<12} {view.name[:16]:<16} {view.cpu_cores:>6.2f}  "
                 + ",".join(sorted(view.signals))
             )
-            lines.append(f"         exe: {view.facts.exe or '?'}")
+            lines.append(f"         exe: {view.facts.exe or '?'}  sha256: {view.facts.exe_sha256 or '?'}")
             lines.append(f"         cmdline: {redact_cmdline(view.facts.argv, report.cmdline_max_length)}")
             for signal, reason in sorted(view.signals.items()):
                 lines.append(f"         why: {signal}: {reason}")

@@ -4,7 +4,7 @@ Sample output:
     minerwatch_process_suspects 1
     minerwatch_process_cpu_seconds_total{name="xmrig",pid="4242",user="alice"} 1234.5
     minerwatch_process_signal{name="xmrig",pid="4242",signal="pool_url",user="alice"} 1
-    minerwatch_process_suspect_info{cmdline="xmrig -o stratum+tcp://... -p <redacted>",exe="/tmp/xmrig",...} 1
+    minerwatch_process_suspect_info{cmdline="xmrig -o stratum+tcp://... -p <redacted>",exe="/tmp/xmrig",exe_sha256="9f2c...",...} 1
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ class ProcessCollector(Collector):
         )
         info = GaugeMetricFamily(
             "minerwatch_process_suspect_info",
-            "A suspect process: executable, redacted command line and the signals it matched.",
-            labels=LABELS + ["exe", "cmdline", "signals"],
+            "A suspect process: executable and its sha256, redacted command line, the signals it matched.",
+            labels=LABELS + ["exe", "exe_sha256", "cmdline", "signals"],
         )
 
         for view in snapshot.watched(settings.max_suspects):
@@ -72,7 +72,8 @@ class ProcessCollector(Collector):
                 allowlisted.add_metric(labels, 1)
             if view.suspect:
                 cmdline = redact_cmdline(view.facts.argv, settings.cmdline_max_length)
-                info.add_metric(labels + [view.facts.exe, cmdline, ",".join(sorted(view.signals))], 1)
+                sha256 = table.exe_sha256(view.facts)  # once per process life: evidence that outlives it
+                info.add_metric(labels + [view.facts.exe, sha256, cmdline, ",".join(sorted(view.signals))], 1)
 
         yield from (cpu, threads, rss, start, signal, allowlisted, info)
 
