@@ -20,6 +20,7 @@ from minerwatch import config as config_module
 from minerwatch.collectors.gpu import GpuCollector
 from minerwatch.config import Config, ConfigError
 from minerwatch.proc_reader import ProcfsReader, user_name
+from minerwatch.process_table import ProcessSettings
 from minerwatch.registry import CollectorRunner, Context
 
 EXPORTER = Path(__file__).resolve().parent.parent / "exporter" / "minerwatch"
@@ -460,7 +461,7 @@ class StubTable:
 
     def __init__(self, views, max_suspects):
         self.views = views
-        self.settings = SimpleNamespace(max_suspects=max_suspects)
+        self.settings = ProcessSettings(max_suspects=max_suspects)
 
     def lookup(self, pid):
         return self.views.get(pid)
@@ -511,3 +512,42 @@ def test_config_errors_name_file_line_and_key(tmp_path, body, message):
     with pytest.raises(ConfigError) as err:
         make([], config=config_module.load(str(path)))
     assert str(err.value) == str(tmp_path / message)
+
+
+def test_gpu_busy_counts_as_busy_for_weak_signals(tmp_path):
+    """A GPU miner uses little CPU: under a weak signal (here a script run from a temp folder,
+    like a miner under an antivirus exclusion) it is suspect once it keeps a GPU busy."""
+    import subprocess
+    import sys
+
+    from minerwatch.process_table import ProcessTable
+    from minerwatch.signatures import Signatures
+
+    script = tmp_path / "job.py"  # tmp_path lies under /tmp
+    script.write_text("import time\ntime.sleep(120)\n")
+    job = subprocess.Popen([sys.executable, str(script)])
+    try:
+        wait_for(lambda: str(script) in Path(f"/proc/{job.pid}/cmdline").read_text(), what="job exec")
+        context = Context(config=Config())
+        context.processes = ProcessTable(ProcfsReader(), Signatures(), busy_sources=context.busy_sources)
+        view = context.processes.scan().by_pid()[job.pid]
+        assert "exe_in_temp_dir" in view.signals and not view.suspect  # idle on the CPU
+
+        gpu = FakeGpu(
+            "GPU-11111111-2222-3333-4444-555555555555", gpu_util=97,
+            compute=[(job.pid, 900 * MIB), (os.getpid(), 100 * MIB)],
+            process_samples=[(job.pid, 1_000_000 + i * 166_000, 97, 60) for i in range(6)]
+            + [(os.getpid(), 1_000_100 + i * 166_000, 90, 10) for i in range(6)],
+        )
+        collector = GpuCollector(context, nvml=FakeNvml([gpu]), clock=Clock())
+        Scrape(collector)
+        assert collector.busy_pids() == {job.pid, os.getpid()}
+        snap = context.processes.scan()
+        assert snap.by_pid()[job.pid].suspect
+        assert not snap.by_pid()[os.getpid()].suspect  # busy on the GPU, but no weak signal
+        scrape = Scrape(collector)
+        labels = dict(gpu_labels(0, gpu.uuid), pid=str(job.pid), name=view.name, user=view.user)
+        assert scrape.value("minerwatch_gpu_process_suspect", **labels) == 1
+    finally:
+        job.kill()
+        job.wait()

@@ -62,7 +62,8 @@ def build_context(options: Options) -> Context:
         Signatures(config.extra_names, config.extra_patterns),
         Allowlist(config.allowlist),
         settings,
-        signal_sources=context.signal_sources,  # shared list: collectors add their sources to it
+        signal_sources=context.signal_sources,  # shared lists: collectors add their sources to them
+        busy_sources=context.busy_sources,
     )
     return context
 

@@ -36,6 +36,13 @@ class SignalSource(Protocol):
     def match(self, facts: ProcFacts) -> Optional[Match]: ...
 
 
+class BusySource(Protocol):
+    """Processes that keep hardware other than the CPU busy (a GPU); for weak signals, busy on
+    a GPU counts like busy on a CPU."""
+
+    def busy_pids(self) -> Iterable[int]: ...
+
+
 @dataclass
 class ProcessSettings:
     top_k: int = 5  # busiest processes exported whatever their name
@@ -120,6 +127,7 @@ class ProcessTable:
         allowlist: Optional[Allowlist] = None,
         settings: Optional[ProcessSettings] = None,
         signal_sources: Iterable[SignalSource] = (),
+        busy_sources: Iterable[BusySource] = (),
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ):
@@ -129,6 +137,7 @@ class ProcessTable:
         self.settings = settings or ProcessSettings()
         # Kept as given (not copied): collectors built after the table add their sources to it.
         self.signal_sources = signal_sources if isinstance(signal_sources, list) else list(signal_sources)
+        self.busy_sources = busy_sources if isinstance(busy_sources, list) else list(busy_sources)
         self._clock = clock
         self._wall = wall_clock
         self._entries: Dict[Tuple[int, float], _Entry] = {}
@@ -153,6 +162,9 @@ class ProcessTable:
         views: List[ProcessView] = []
         alive = {}
         busy = self.settings.suspect_busy_cores
+        busy_elsewhere = set()
+        for source in self.busy_sources:
+            busy_elsewhere.update(source.busy_pids())
         for pid in self.reader.pids():
             try:
                 stat = self.reader.stat(pid)
@@ -174,7 +186,7 @@ class ProcessTable:
             if entry.source_generations != generations:
                 entry.merge(self._source_signals(entry.facts))
                 entry.source_generations = generations
-            suspect = entry.strong or (entry.weak and entry.cpu_cores >= busy)
+            suspect = entry.strong or (entry.weak and (entry.cpu_cores >= busy or pid in busy_elsewhere))
             views.append(ProcessView(entry.facts, stat, entry.cpu_cores, entry.signals, entry.allowlisted, suspect))
         self._entries = alive  # forget processes that ended
 

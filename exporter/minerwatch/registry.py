@@ -42,7 +42,8 @@ class Context:
     `processes` is the one classification of processes on this host (see process_table.py);
     other collectors (gpu, network, antivirus) look processes up there instead of classifying
     them again. `signal_sources` are extra per-process signal providers (antivirus exclusions,
-    pool connections) that the process table asks when it classifies a process.
+    pool connections) that the process table asks when it classifies a process;
+    `busy_sources` say which processes keep other hardware busy (a GPU miner uses little CPU).
     """
 
     config: "object"
@@ -50,6 +51,7 @@ class Context:
     sysfs: str = "/sys"
     processes: Optional["object"] = None
     signal_sources: List["object"] = field(default_factory=list)
+    busy_sources: List["object"] = field(default_factory=list)  # pids busy on other hardware (GPUs)
 
 
 _REGISTRY: Dict[str, type] = {}

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -115,6 +115,13 @@ class GpuCollector(Collector):
         # NVML is initialised on the first scrape, not here: listing collectors loads no library.
         self.reader = NvmlReader(nvml if nvml is not None else _default_nvml(), clock=clock,
                                  retry_seconds=settings.init_retry_seconds)
+        self._busy: Set[int] = set()
+        context.busy_sources.append(self)  # a GPU miner under a weak signal is suspect too
+
+    def busy_pids(self) -> Set[int]:
+        """Processes using at least `suspect_busy_cores` of a GPU's SM time (capped at the whole
+        GPU) in the last scrape: what "busy" means for weak signals, on a GPU."""
+        return self._busy
 
     def close(self) -> None:
         self.reader.close()
@@ -131,6 +138,8 @@ class GpuCollector(Collector):
         if reading.up:
             yield from self._devices(reading)
             yield from self._processes(reading)
+        else:
+            self._busy = set()
         errors = CounterMetricFamily(
             "minerwatch_gpu_read_errors", "NVML queries that failed other than 'not supported', by reason.",
             labels=["reason"],
@@ -195,6 +204,9 @@ class GpuCollector(Collector):
 
     def _processes(self, reading) -> Iterable[Metric]:
         rows = self._join(reading)
+        table = self.context.processes
+        threshold = min(table.settings.suspect_busy_cores, 1.0) if table is not None else 0.5
+        self._busy = {row.pid for row in rows if (row.sm_ratio or 0.0) >= threshold}
         count = GaugeMetricFamily(
             "minerwatch_gpu_processes", "Processes with a compute or graphics context on the GPU.", labels=GPU
         )
