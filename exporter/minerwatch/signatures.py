@@ -208,16 +208,17 @@ MINING_COINS: frozenset[str] = frozenset(
     }
 )
 
-# Mining pools, matched by domain suffix (pool.supportxmr.com matches supportxmr.com). From the
-# field notes (public pool lists, Nextron's Monero pool list); exchanges are deliberately absent.
-# Also used by the network side for pool_connection.
-POOL_DOMAINS: Tuple[str, ...] = (
-    "supportxmr.com", "hashvault.pro", "moneroocean.stream", "nanopool.org", "2miners.com",
-    "c3pool.com", "c3pool.org", "unmineable.com", "f2pool.com", "herominers.com",
-    "miningocean.org", "xmrpool.eu", "kryptex.network", "nicehash.com", "ethermine.org",
-    "p2pool.io", "rplant.xyz", "zergpool.com", "luckpool.net", "minexmr.com", "minergate.com",
-    "flypool.org", "dwarfpool.com", "hashcity.org", "monerohash.com", "xmrig.com",
-)
+# Mining pools, matched by domain suffix (pool.supportxmr.com matches supportxmr.com).
+def _shipped_pools():
+    """The one shipped pool list, data/pools.txt: the network collector matches connections and
+    TLS names against it, and here a pool option naming one of its hosts is a miner option."""
+    from minerwatch.pool_intel import load_pool_list
+
+    return load_pool_list(shipped_ports=None)
+
+
+_POOLS = _shipped_pools()
+POOL_DOMAINS: Tuple[str, ...] = tuple(sorted(_POOLS.indicators.domains))
 
 # Environment variables that mining kits and miner containers set (Datadog's rule plus the
 # common docker-xmrig images). The WALLET* keys count only when the value looks like an address.
@@ -426,12 +427,8 @@ def _words(argv: Sequence[str]) -> List[str]:
 
 
 def is_pool_host(host: str) -> bool:
-    """True when host is, or is below, one of POOL_DOMAINS (case-insensitive, trailing dot ok)."""
-    host = host.lower().rstrip(".")
-    for domain in POOL_DOMAINS:
-        if host == domain or host.endswith("." + domain):
-            return True
-    return False
+    """True when host is, or is below, a shipped pool domain (and not an excluded one)."""
+    return _POOLS.match_domain(host) is not None
 
 
 def _b64_fragments(data: bytes) -> List[str]:
