@@ -69,7 +69,7 @@ def render(amtool, text, data=None):
 def test_check_config(amtool):
     result = run(amtool, "check-config", CONFIG)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 inhibit rules" in result.stdout and "1 templates" in result.stdout
+    assert "2 inhibit rules" in result.stdout and "1 templates" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -92,7 +92,9 @@ def test_routes(amtool, severity, receiver, wrong):
 
 
 def test_inhibition_spares_exporter_health_alerts():
-    (rule,) = yaml.safe_load(CONFIG.read_text())["inhibit_rules"]
+    rule, per_process = yaml.safe_load(CONFIG.read_text())["inhibit_rules"]
+    assert per_process["equal"] == ["instance", "pid"]  # never across processes or hosts
+    assert not any(name in str(per_process["target_matchers"]) for name in NEVER_INHIBITED)
     assert rule["source_matchers"] == ['severity="critical"']
     assert 'severity="warning"' in rule["target_matchers"]
     assert rule["equal"] == ["instance"]
@@ -244,6 +246,13 @@ def test_live_routing_and_inhibition(start_alertmanager, amtool, tmp_path):
         am.post([
             MINER,
             alert("MinerwatchProcessCpuSustained", "warning", pid="4242", name="xmrig", user="alice"),
+            # the same miner: its busy-CPU page is folded into the miner page, its pool page is not
+            alert("MinerwatchPoolConnectionCpuSustained", "critical", pid="4242", name="xmrig", user="alice",
+                  pool="pool.example.org", remote="203.0.113.5:3333"),
+            alert("MinerwatchPoolConnection", "critical", pid="4242", name="xmrig", user="alice",
+                  pool="pool.example.org", remote="203.0.113.5:3333"),
+            # another process on the same host still pages on its own
+            alert("MinerwatchExcludedProcessBusy", "critical", pid="5151", name="svc", user="bob", resource="cpu"),
             alert("MinerwatchExporterDown", "warning"),
             alert("MinerwatchCollectorFailing", "warning", collector="process"),
             alert("MinerwatchAntivirusSourceUnreadable", "warning", product="defender"),
@@ -252,6 +261,8 @@ def test_live_routing_and_inhibition(start_alertmanager, amtool, tmp_path):
         ])
         expected = {
             ("oncall-pager", "MinerwatchMinerProcessRunning", "ws-17:9123"),
+            ("oncall-pager", "MinerwatchPoolConnection", "ws-17:9123"),
+            ("oncall-pager", "MinerwatchExcludedProcessBusy", "ws-17:9123"),
             ("security-tickets", "MinerwatchExporterDown", "ws-17:9123"),
             ("security-tickets", "MinerwatchCollectorFailing", "ws-17:9123"),
             ("security-tickets", "MinerwatchAntivirusSourceUnreadable", "ws-17:9123"),
@@ -266,12 +277,15 @@ def test_live_routing_and_inhibition(start_alertmanager, amtool, tmp_path):
         states = {a["labels"]["alertname"]: a["status"] for a in am.alerts()}
         assert states["MinerwatchProcessCpuSustained"]["state"] == "suppressed"
         assert states["MinerwatchProcessCpuSustained"]["inhibitedBy"]
-        for name in NEVER_INHIBITED + ("MinerwatchSuspectProcess",):
+        assert states["MinerwatchPoolConnectionCpuSustained"]["state"] == "suppressed"
+        for name in NEVER_INHIBITED + ("MinerwatchSuspectProcess", "MinerwatchPoolConnection",
+                                       "MinerwatchExcludedProcessBusy"):
             assert states[name]["state"] == "active", (name, states[name])
         assert delivered() == expected  # the inhibited warning was never sent
 
         # The captured payload renders like the fixture the template tests use.
-        page = next(p for p in sink.payloads if p["receiver"] == "oncall-pager")
+        page = next(p for p in sink.payloads if p["receiver"] == "oncall-pager"
+                    and p["groupLabels"]["alertname"] == "MinerwatchMinerProcessRunning")
         path = tmp_path / "page.json"
         path.write_text(json.dumps(page))
         assert render(amtool, '{{ template "minerwatch.title" . }}', path) == (
