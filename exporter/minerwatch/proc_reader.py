@@ -43,6 +43,7 @@ class ProcFacts:
     environ: Optional[Dict[str, str]] = None  # None when unreadable
     errors: List[str] = field(default_factory=list)  # reasons of reads that failed
     exe_sha256: Optional[str] = None  # hashed when first needed; "" when unreadable
+    cmdline: Optional[str] = None  # argv redacted and truncated, made when first exported
 
 
 class ReadError(Exception):

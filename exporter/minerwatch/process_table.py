@@ -17,7 +17,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Protocol, Tuple
 
 from minerwatch.allowlist import Allowlist, file_sha256
 from minerwatch.proc_reader import ProcFacts, ProcStat, ReadError
-from minerwatch.signatures import STRONG_SIGNALS, WEAK_SIGNALS, Match, Signatures
+from minerwatch.signatures import STRONG_SIGNALS, WEAK_SIGNALS, Match, Signatures, redact_cmdline
 
 log = logging.getLogger("minerwatch.process")
 
@@ -237,6 +237,13 @@ class ProcessTable:
         if now - then >= 1.0:  # scrapes closer than a second reuse the last rate
             entry.cpu_cores = max(stat.cpu_seconds - cpu, 0.0) / (now - then)
             entry.baseline = (now, stat.cpu_seconds)
+
+    def cmdline(self, facts: ProcFacts) -> str:
+        """The redacted, truncated command line, made once per process life (a long one costs
+        most of a millisecond to redact)."""
+        if facts.cmdline is None:
+            facts.cmdline = redact_cmdline(facts.argv, self.settings.cmdline_max_length)
+        return facts.cmdline
 
     def exe_sha256(self, facts: ProcFacts) -> str:
         """sha256 of the running executable (read through /proc/PID/exe, so a deleted one too),

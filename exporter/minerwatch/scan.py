@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass, field
 from typing import List
 
+from minerwatch.antivirus import describe_exclusions
 from minerwatch.process_table import ProcessView
 from minerwatch.registry import Context
-from minerwatch.signatures import redact_cmdline
 
 
 @dataclass
@@ -17,7 +17,6 @@ class Report:
     processes: int
     suspects: List[ProcessView]
     top: List[ProcessView]
-    cmdline_max_length: int
     exclusions: List[str] = field(default_factory=list)  # antivirus exclusions covering suspects
 
 
@@ -27,22 +26,21 @@ def run(context: Context, interval: float) -> Report:
     if interval:
         time.sleep(interval)  # a second pass turns lifetime CPU averages into recent use
     snapshot = table.scan()
-    from minerwatch.antivirus import describe_exclusions
-
     for view in snapshot.suspects:
         table.exe_sha256(view.facts)  # evidence: hash what runs now, before it is gone
-    return Report(len(snapshot.processes), snapshot.suspects, snapshot.top, table.settings.cmdline_max_length,
-                  describe_exclusions(context))
+    for view in snapshot.suspects + snapshot.top:
+        table.cmdline(view.facts)
+    return Report(len(snapshot.processes), snapshot.suspects, snapshot.top, describe_exclusions(context))
 
 
-def _record(view: ProcessView, max_length: int) -> dict:
+def _record(view: ProcessView) -> dict:
     return {
         "pid": view.pid,
         "user": view.user,
         "name": view.name,
         "exe": view.facts.exe,
         "exe_sha256": view.facts.exe_sha256 or "",
-        "cmdline": redact_cmdline(view.facts.argv, max_length),
+        "cmdline": view.facts.cmdline,
         "cpu_cores": round(view.cpu_cores, 3),
         "start_time": view.stat.start_time,
         "suspect": view.suspect,
@@ -55,8 +53,8 @@ def render_json(report: Report) -> str:
     return json.dumps(
         {
             "processes": report.processes,
-            "suspects": [_record(v, report.cmdline_max_length) for v in report.suspects],
-            "top_cpu": [_record(v, report.cmdline_max_length) for v in report.top],
+            "suspects": [_record(v) for v in report.suspects],
+            "top_cpu": [_record(v) for v in report.top],
             "antivirus_exclusions": report.exclusions,
         },
         indent=2,
@@ -77,7 +75,7 @@ def render_table(report: Report) -> str:
                 + ",".join(sorted(view.signals))
             )
             lines.append(f"         exe: {view.facts.exe or '?'}  sha256: {view.facts.exe_sha256 or '?'}")
-            lines.append(f"         cmdline: {redact_cmdline(view.facts.argv, report.cmdline_max_length)}")
+            lines.append(f"         cmdline: {view.facts.cmdline}")
             for signal, reason in sorted(view.signals.items()):
                 lines.append(f"         why: {signal}: {reason}")
     if report.exclusions:

@@ -14,7 +14,6 @@ from typing import Iterable
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from minerwatch.registry import Collector, register
-from minerwatch.signatures import redact_cmdline
 
 LABELS = ["pid", "name", "user"]
 
@@ -71,7 +70,7 @@ class ProcessCollector(Collector):
             if view.allowlisted:
                 allowlisted.add_metric(labels, 1)
             if view.suspect:
-                cmdline = redact_cmdline(view.facts.argv, settings.cmdline_max_length)
+                cmdline = table.cmdline(view.facts)
                 sha256 = table.exe_sha256(view.facts)  # once per process life: evidence that outlives it
                 info.add_metric(labels + [view.facts.exe, sha256, cmdline, ",".join(sorted(view.signals))], 1)
 
