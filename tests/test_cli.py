@@ -45,7 +45,21 @@ def test_version():
          "(see 'minerwatch serve --help')"),
         (["scan", "--config.file=/nonexistent/minerwatch.yml"],
          "minerwatch: error: /nonexistent/minerwatch.yml: cannot read: No such file or directory"),
+        (["scan", "--interval=inf"],
+         "minerwatch: error: Invalid value for '--interval': inf is not in the range 0<=x<=3600. "
+         "(see 'minerwatch scan --help')"),
+        (["scan", "--interval=nan"],
+         "minerwatch: error: Invalid value for '--interval': nan is not a finite number. (see 'minerwatch scan --help')"),
         (["nosuchcommand"], "minerwatch: error: No such command 'nosuchcommand'. (see 'minerwatch --help')"),
+        (["serve", "--web.max-requests=-1"],
+         "minerwatch: error: Invalid value for '--web.max-requests': -1 is not in the range x>=0. "
+         "(see 'minerwatch serve --help')"),
+        (["serve", "--collector.timeout=0"],
+         "minerwatch: error: Invalid value for '--collector.timeout': 0.0 is not in the range 0.1<=x<=300. "
+         "(see 'minerwatch serve --help')"),
+        (["serve", "--collector.timeout=nan"],
+         "minerwatch: error: Invalid value for '--collector.timeout': nan is not a finite number. "
+         "(see 'minerwatch serve --help')"),
     ],
 )
 def test_bad_flags_one_line_exit_2(args, message):
@@ -58,7 +72,8 @@ def test_bad_config_file_one_line_exit_2(tmp_path):
     cfg = tmp_path / "c.yml"
     cfg.write_text("process:\n  top_k: lots\n")
     result = run("serve", f"--config.file={cfg}", "--web.listen-address=127.0.0.1:0")
-    assert (result.returncode, result.stderr) == (2, f"minerwatch: error: {cfg}:2: process.top_k: must be an integer >= 0\n")
+    assert (result.returncode, result.stderr) == (
+        2, f"minerwatch: error: {cfg}:2: process.top_k: must be an integer from 0 to 100\n")
 
 
 def test_port_in_use_is_one_line(tmp_path):

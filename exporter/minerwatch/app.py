@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import platform
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional
@@ -15,6 +16,8 @@ from minerwatch.proc_reader import default_reader
 from minerwatch.process_table import ProcessSettings, ProcessTable
 from minerwatch.registry import Collector, CollectorRunner, Context, available
 from minerwatch.signatures import Signatures
+
+log = logging.getLogger("minerwatch")
 
 
 @dataclass
@@ -69,8 +72,25 @@ def build_context(options: Options) -> Context:
 
 
 def build_collectors(context: Context, names: Iterable[str]) -> List[Collector]:
+    """The named collectors; if one cannot be built, those built already are closed (a reload
+    that fails must not leave their threads and sockets behind)."""
     registered = available()
-    return [registered[name](context) for name in names]
+    built: List[Collector] = []
+    try:
+        for name in names:
+            built.append(registered[name](context))
+    except BaseException:
+        close_collectors(built)
+        raise
+    return built
+
+
+def close_collectors(collectors: Iterable[Collector]) -> None:
+    for collector in collectors:
+        try:
+            collector.close()
+        except Exception:
+            log.exception("closing collector %s failed", collector.name)
 
 
 class BuildInfo:

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import logging
-import signal
+import math
 import sys
-import threading
 
 import click
 
 from minerwatch import __version__, logs
 from minerwatch.app import Options, build_collectors, build_context, build_registry, enabled_collectors
 from minerwatch.config import ConfigError
-from minerwatch.registry import CollectorRunner, available
+from minerwatch.registry import DEFAULT_TIMEOUT, CollectorRunner, available
+from minerwatch.text import host_text
 
 DEFAULT_PORT = 9789
 log = logging.getLogger("minerwatch")
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange lets nan through (every comparison with nan is false) and inf."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{number} is not a finite number.", param, ctx)
+        return number
 
 
 def common_options(func):
@@ -85,13 +95,21 @@ def cli():
 @click.option("--web.config.file", "web_config_file", type=click.Path(dir_okay=False),
               help="Path to a web configuration file that can enable TLS or basic authentication "
                    "(exporter-toolkit format).")
+@click.option("--web.max-requests", "max_requests", type=click.IntRange(min=0), default=40, show_default=True,
+              help="Maximum number of parallel scrape requests. Use 0 to disable.")
+@click.option("--collector.timeout", "collector_timeout", type=FiniteFloatRange(min=0.1, max=300),
+              default=DEFAULT_TIMEOUT, show_default=True,
+              help="Seconds each collector may take per scrape; one still running then is reported "
+                   "failed (minerwatch_scrape_collector_success 0) for that scrape.")
 @common_options
 @click.pass_context
-def serve(ctx, listen_address, telemetry_path, web_config_file, **params):
-    """Run the exporter."""
-    from minerwatch import web
+def serve(ctx, listen_address, telemetry_path, web_config_file, max_requests, collector_timeout, **params):
+    """Run the exporter. SIGHUP reloads --config.file and --web.config.file."""
+    from minerwatch import service, web
 
     logs.setup(params["log_level"], params["log_format"])
+    # First, before any thread starts: a SIGTERM or SIGHUP during start-up must not kill us.
+    signals = service.SignalQueue.install()
     try:
         address = web.parse_listen_address(listen_address)
     except ValueError as exc:
@@ -99,33 +117,32 @@ def serve(ctx, listen_address, telemetry_path, web_config_file, **params):
     if not telemetry_path.startswith("/") or telemetry_path == "/":
         raise click.BadParameter("must start with / and not be / itself", param_hint="'--web.telemetry-path'")
     options = make_options(ctx, params)
-    context = build_context(options)
     web_config = web.load_web_config(web_config_file)
-    runner = CollectorRunner(build_collectors(context, enabled_collectors(options)))
-    registry = build_registry(runner)
+    context = build_context(options)
+    runner = CollectorRunner(build_collectors(context, enabled_collectors(options)), timeout=collector_timeout)
     try:
-        server = web.ExporterServer(address, registry, telemetry_path, web_config, __version__)
-    except OSError as exc:
-        raise click.ClickException(f"cannot listen on {listen_address}: {exc.strerror}")
-
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+        registry = build_registry(runner)
+        status = service.ReloadStatus()
+        registry.register(status)
+        try:
+            server = web.ExporterServer(address, registry, telemetry_path, web_config, __version__,
+                                        max_requests=max_requests)
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen on {listen_address}: {exc.strerror}")
+    except BaseException:
+        runner.close()
+        raise
     log.info(
         "listening on %s%s (collectors: %s, TLS: %s, basic auth: %s)",
         listen_address, telemetry_path, ",".join(c.name for c in runner.collectors),
         "on" if web_config.tls else "off", "on" if web_config.users else "off",
     )
-    try:
-        web.serve(server, stop)
-    finally:
-        runner.close()
-    log.info("stopped")
+    service.Service(server, runner, options, web_config_file, status, web.load_web_config).run(signals)
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")
-@click.option("--interval", type=click.FloatRange(min=0), default=2.0, show_default=True,
+@click.option("--interval", type=FiniteFloatRange(min=0, max=3600), default=2.0, show_default=True,
               help="Seconds between the two passes that measure recent CPU use.")
 @common_options
 @click.pass_context
@@ -157,7 +174,8 @@ def main(argv=None) -> None:
         click.echo(f"minerwatch: error: {exc.format_message()}{hint}", err=True)
         code = 2
     except ConfigError as exc:
-        click.echo(f"minerwatch: error: {exc}", err=True)
+        # The message quotes the file and its keys: escaped so it stays one printable line.
+        click.echo(f"minerwatch: error: {host_text(str(exc))}", err=True)
         code = 2
     except click.ClickException as exc:
         click.echo(f"minerwatch: error: {exc.format_message()}", err=True)

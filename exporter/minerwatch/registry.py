@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, Iterator, List, Optional
@@ -17,8 +18,8 @@ class Collector:
 
     A collector reads one area of the host and yields fresh metric families on every call of
     `collect()` (client_python's custom-collector pattern). It may keep caches between scrapes
-    but never pre-built families. `collect()` is called from HTTP server threads, one at a time
-    per collector (the runner holds a lock), so a collector needs no locking of its own.
+    but never pre-built families. The runner calls `collect()` in a thread of its own, one at a
+    time per collector (it holds a lock), so a collector needs no locking of its own.
     """
 
     name: str = ""
@@ -72,19 +73,52 @@ def available() -> Dict[str, type]:
     return dict(sorted(_REGISTRY.items()))
 
 
+DEFAULT_TIMEOUT = 5.0  # seconds; Prometheus gives up on a scrape after 10 s by default
+
+
+class _Job:
+    """One run of one collector's collect(), in a thread of its own."""
+
+    def __init__(self, started: float):
+        self.started = started
+        self.done = threading.Event()
+        self.families: List[Metric] = []
+        self.ok = False
+        self.overdue = False  # a scrape gave up waiting for it
+
+
+class _Slot:
+    """A collector, the lock held while its collect() runs, and the run that holds it."""
+
+    def __init__(self, collector: Collector):
+        self.collector = collector
+        self.lock = threading.Lock()  # taken by the scrape, released by the job's thread
+        self.job: Optional[_Job] = None
+
+
 class CollectorRunner:
     """The one object registered with the prometheus registry.
 
     Runs every enabled collector on each scrape, isolates failures (a collector that raises
     yields nothing but `..._success 0`) and adds the per-collector self-metrics.
+
+    Each collect() runs in a thread of its own and the scrape waits for it at most `timeout`
+    seconds: a collector stuck on the host (a hung NFS mount in /proc, a pathological input)
+    is reported failed for that scrape while the others and the HTTP answer go on. A thread
+    cannot be killed, so the stuck run keeps the collector's lock until it ends; later scrapes
+    see the lock held by an overdue run and report the collector failed at once instead of
+    starting it again beside itself.
     """
 
-    def __init__(self, collectors: List[Collector], clock: Callable[[], float] = time.perf_counter):
-        import threading
-
-        self.collectors = collectors
+    def __init__(self, collectors: List[Collector], timeout: float = DEFAULT_TIMEOUT,
+                 clock: Callable[[], float] = time.perf_counter):
+        self.timeout = timeout
         self._clock = clock
-        self._locks = {c.name: threading.Lock() for c in collectors}
+        self._slots = [_Slot(c) for c in collectors]
+
+    @property
+    def collectors(self) -> List[Collector]:
+        return [slot.collector for slot in self._slots]
 
     def describe(self) -> Iterable[Metric]:
         # Defined so that registering the runner does not run a whole scrape.
@@ -98,23 +132,67 @@ class CollectorRunner:
         )
         success = GaugeMetricFamily(
             "minerwatch_scrape_collector_success",
-            "1 if the collector succeeded in the last scrape, 0 if it failed.",
+            "1 if the collector succeeded in the last scrape, 0 if it failed or ran out of time.",
             labels=["collector"],
         )
-        for collector in self.collectors:
+        for slot in list(self._slots):
             start = self._clock()
-            with self._locks[collector.name]:
-                try:
-                    families = list(collector.collect())
-                    ok = 1.0
-                except Exception:  # one collector must never take the others down
-                    log.exception("collector %s failed", collector.name)
-                    families, ok = [], 0.0
-            duration.add_metric([collector.name], self._clock() - start)
-            success.add_metric([collector.name], ok)
+            families, ok = self._run(slot, start + self.timeout)
+            duration.add_metric([slot.collector.name], self._clock() - start)
+            success.add_metric([slot.collector.name], 1.0 if ok else 0.0)
             yield from families
         yield duration
         yield success
+
+    def _run(self, slot: _Slot, deadline: float):
+        name = slot.collector.name
+        if not slot.lock.acquire(blocking=False):
+            running = slot.job
+            if running is None or running.overdue:
+                log.debug("collector %s: still running from an earlier scrape, not started again", name)
+                return [], False
+            # Another scrape runs it now, within its time: wait for our turn, as long as ours lasts.
+            if not slot.lock.acquire(timeout=max(deadline - self._clock(), 0)):
+                log.debug("collector %s: another scrape held it past this scrape's deadline", name)
+                return [], False
+        job = _Job(self._clock())
+        slot.job = job
+        worker = threading.Thread(target=self._work, args=(slot, job), name=f"collector-{name}", daemon=True)
+        worker.start()
+        if job.done.wait(max(deadline - self._clock(), 0)):
+            return job.families, job.ok
+        job.overdue = True
+        log.warning("collector %s: no answer within %gs: reported failed, left running", name, self.timeout)
+        return [], False
+
+    def _work(self, slot: _Slot, job: _Job) -> None:
+        try:
+            job.families = list(slot.collector.collect())
+            job.ok = True
+        except Exception:  # one collector must never take the others down
+            log.exception("collector %s failed", slot.collector.name)
+        finally:
+            if job.overdue:
+                log.warning("collector %s: the run that ran out of time ended after %.1fs",
+                            slot.collector.name, self._clock() - job.started)
+            slot.lock.release()
+            job.done.set()
+
+    def idle(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds until no collector runs; False if one still does."""
+        deadline = self._clock() + timeout
+        for slot in self._slots:
+            if not slot.lock.acquire(timeout=max(deadline - self._clock(), 0)):
+                return False
+            slot.lock.release()
+        return True
+
+    def replace(self, collectors: List[Collector]) -> "CollectorRunner":
+        """Run `collectors` from the next scrape on (a reload); returns a runner of the old ones
+        for the caller to wait on (`idle`) and `close`. Scrapes already running finish on them."""
+        old = CollectorRunner([], self.timeout, self._clock)
+        old._slots, self._slots = self._slots, [_Slot(c) for c in collectors]
+        return old
 
     def close(self) -> None:
         for collector in self.collectors:

@@ -1,0 +1,111 @@
+"""The collector runner bounds each collector's time per scrape (issue 11, item 2), with real
+threads and a collector that really hangs."""
+
+import threading
+import time
+
+from prometheus_client.core import GaugeMetricFamily
+
+from minerwatch.registry import Collector, CollectorRunner
+
+
+class Hanging(Collector):
+    """Blocks in collect() until released, as a read from a hung file system would."""
+
+    name = "hanging"
+
+    def __init__(self):
+        super().__init__(context=None)
+        self.release = threading.Event()
+        self.starts = 0
+        self.closed = False
+
+    def collect(self):
+        self.starts += 1
+        self.release.wait()
+        yield GaugeMetricFamily("minerwatch_test_hanging_starts", "Runs started.", value=self.starts)
+
+    def close(self):
+        self.closed = True
+
+
+class Quick(Collector):
+    name = "quick"
+
+    def __init__(self, value=1.0, fail=False):
+        super().__init__(context=None)
+        self.value, self.fail = value, fail
+
+    def collect(self):
+        if self.fail:
+            raise OSError("cannot read")
+        yield GaugeMetricFamily("minerwatch_test_quick", "A value.", value=self.value)
+
+
+def scrape(runner):
+    """(sample values by (name, collector label or None), seconds the scrape took)"""
+    start = time.monotonic()
+    out = {}
+    for family in runner.collect():
+        for s in family.samples:
+            out[(s.name, s.labels.get("collector"))] = s.value
+    return out, time.monotonic() - start
+
+
+def test_a_hanging_collector_fails_its_scrape_and_the_others_go_on():
+    hanging, quick = Hanging(), Quick()
+    runner = CollectorRunner([hanging, quick], timeout=0.3)
+    try:
+        first, took = scrape(runner)
+        assert took < 1.5
+        assert first[("minerwatch_scrape_collector_success", "hanging")] == 0
+        assert first[("minerwatch_scrape_collector_success", "quick")] == 1
+        assert first[("minerwatch_test_quick", None)] == 1
+        assert 0.3 <= first[("minerwatch_scrape_collector_duration_seconds", "hanging")] < 1.5
+
+        # Still stuck: reported failed at once, not started a second time beside itself.
+        second, took = scrape(runner)
+        assert second[("minerwatch_scrape_collector_success", "hanging")] == 0
+        assert second[("minerwatch_scrape_collector_duration_seconds", "hanging")] < 0.2
+        assert hanging.starts == 1
+
+        hanging.release.set()  # the host answers again: the old run ends, the lock is free
+        assert runner.idle(5)
+        third, _ = scrape(runner)
+        assert third[("minerwatch_scrape_collector_success", "hanging")] == 1
+        assert third[("minerwatch_test_hanging_starts", None)] == 2
+    finally:
+        hanging.release.set()
+
+
+def test_a_collector_that_raises_is_reported_failed():
+    runner = CollectorRunner([Quick(fail=True)], timeout=5)
+    samples, _ = scrape(runner)
+    assert samples[("minerwatch_scrape_collector_success", "quick")] == 0
+    assert ("minerwatch_test_quick", None) not in samples
+
+
+def test_concurrent_scrapes_take_turns_on_a_slow_collector():
+    class Slow(Quick):
+        def collect(self):
+            time.sleep(0.3)
+            yield from super().collect()
+
+    runner = CollectorRunner([Slow()], timeout=2)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(scrape(runner)[0])) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r[("minerwatch_scrape_collector_success", "quick")] for r in results] == [1, 1, 1]
+
+
+def test_replace_swaps_collectors_and_hands_back_the_old_ones():
+    old, new = Quick(1.0), Quick(2.0)
+    runner = CollectorRunner([old], timeout=1)
+    retired = runner.replace([new])
+    assert retired.collectors == [old] and runner.collectors == [new]
+    assert retired.idle(1)
+    samples, _ = scrape(runner)
+    assert samples[("minerwatch_test_quick", None)] == 2
