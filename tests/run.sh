@@ -11,6 +11,7 @@ command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 command -v amtool >/dev/null 2>&1 || missing="$missing prometheus-alertmanager"
 command -v openssl >/dev/null 2>&1 || missing="$missing openssl"      # test certificates
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"          # test network namespaces
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"    # renders the report as a person sees it
 python3 -c 'import ensurepip' 2>/dev/null || missing="$missing python3-venv"
 if [ -n "$missing" ]; then
     sudo=""

@@ -17,10 +17,7 @@ from conftest import MONERO_WALLET, ROOT, wait_for
 
 SECRET = "s3cret-pool-pass"
 ENV_SECRET = "env-value-never-copied"
-# The commands are wired into minerwatch.cli by the integrator; adding them here as well (same
-# name, same object) keeps these tests independent of that wiring and runs the real entry point.
-ENTRY = ("import sys; from minerwatch.cli import cli, main; from minerwatch.evidence import evidence; "
-         "cli.add_command(evidence); main(sys.argv[1:])")
+ENTRY = "import sys; from minerwatch.cli import main; main(sys.argv[1:])"
 CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 

@@ -25,8 +25,7 @@ INSTANCE = "pc-0417:9789"
 STEP = 60
 DAYS = 14
 OFFSET = 5 * 3600  # UTC+5, office 09-18 Mon-Fri (rules/config.yml)
-ENTRY = ("import sys; from minerwatch.cli import cli, main; from minerwatch.report import report; "
-         "cli.add_command(report); main(sys.argv[1:])")
+ENTRY = "import sys; from minerwatch.cli import main; main(sys.argv[1:])"
 
 
 def minerwatch(*args, **kwargs):

@@ -163,6 +163,15 @@ def scan(ctx, as_json, interval, **params):
     ctx.exit(1 if report.suspects else 0)
 
 
+# Commands with modules of their own: evidence bundles (and `evidence verify`), the report an
+# investigator takes from Prometheus's history.
+from minerwatch.evidence import evidence  # noqa: E402
+from minerwatch.report import report  # noqa: E402
+
+cli.add_command(evidence)
+cli.add_command(report)
+
+
 def main(argv=None) -> None:
     """Entry point: every error in flags or config is one line on stderr and exit status 2."""
     try:

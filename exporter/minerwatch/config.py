@@ -130,7 +130,7 @@ def _range_text(minimum, maximum) -> str:
 
 
 # Top-level sections and the module that reads each; an unknown section is an error.
-SECTIONS = ("process", "signatures", "allowlist", "network", "antivirus", "gpu")
+SECTIONS = ("process", "signatures", "allowlist", "network", "antivirus", "gpu", "energy")
 
 
 @dataclass

@@ -569,6 +569,11 @@ def report(prometheus_url, instance, pid, start, end, out_dir, watts, tariff, of
     from minerwatch import report_html
 
     try:
+        import matplotlib  # noqa: F401  (the charts; not needed by the exporter on every desk)
+    except ImportError:
+        raise click.ClickException("the report's charts need matplotlib: pip install 'minerwatch[report]'")
+
+    try:
         office_start, office_end = parse_office_hours(hours)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--office.hours'")

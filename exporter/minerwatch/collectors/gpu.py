@@ -16,6 +16,7 @@ Sample output:
     minerwatch_gpu_utilization_spread_ratio{gpu="0",uuid="GPU-5f1c..."} 0
     minerwatch_gpu_processes{gpu="0",uuid="GPU-5f1c..."} 1
     minerwatch_gpu_process_suspect{gpu="0",name="xmrig",pid="4242",user="alice",uuid="GPU-5f1c..."} 1
+    minerwatch_gpu_process_energy_joules_total{gpu="0",name="xmrig",pid="4242",user="alice",uuid="GPU-5f1c..."} 9120.5
 """
 
 from __future__ import annotations
@@ -116,6 +117,8 @@ class GpuCollector(Collector):
         self.reader = NvmlReader(nvml if nvml is not None else _default_nvml(), clock=clock,
                                  retry_seconds=settings.init_retry_seconds)
         self._busy: Set[int] = set()
+        self._energy: Dict[str, float] = {}  # GPU uuid -> its energy counter at the last scrape
+        self._process_joules: Dict[Tuple[str, int], float] = {}  # (uuid, pid) -> apportioned
         context.busy_sources.append(self)  # a GPU miner under a weak signal is suspect too
 
     def busy_pids(self) -> Set[int]:
@@ -238,9 +241,17 @@ class GpuCollector(Collector):
             "minerwatch_gpu_process_suspect", "1 if the process table calls the process on the GPU suspect.",
             labels=PROCESS,
         )
+        energy = CounterMetricFamily(
+            "minerwatch_gpu_process_energy",
+            "Estimated GPU energy of a suspect process while watched: the GPU's NVML energy since the "
+            "last scrape times the process's share of the SM time used on that GPU.",
+            labels=PROCESS, unit="joules",
+        )
         # Bounded like the process collector: suspects first, then the busiest; never all PIDs.
         rows.sort(key=lambda r: (not r.suspect, [-x for x in r.busy], r.gpu.index, r.pid))
-        for row in rows[: self._max_processes()]:
+        rows = rows[: self._max_processes()]
+        joules = self._apportion_energy(reading, rows)
+        for row in rows:
             labels = [str(row.gpu.index), row.gpu.uuid, str(row.pid), row.name, row.user]
             for ctx in row.contexts:
                 if ctx.used_memory_bytes is not None:
@@ -249,9 +260,42 @@ class GpuCollector(Collector):
                 sm.add_metric(labels, row.sm_ratio)
                 mem_util.add_metric(labels, row.memory_ratio)
             suspect.add_metric(labels, 1 if row.suspect else 0)
-        for family in (count, suspects, memory, sm, mem_util, suspect):
+            if (row.gpu.uuid, row.pid) in joules:
+                energy.add_metric(labels, joules[(row.gpu.uuid, row.pid)])
+        for family in (count, suspects, memory, sm, mem_util, suspect, energy):
             if family.samples:
                 yield family
+
+    def _apportion_energy(self, reading, rows: List[_Row]) -> Dict[Tuple[str, int], float]:
+        """Add each suspect's share of its GPU's energy since the last scrape; forget the rest.
+
+        The share is the process's SM time over all SM time on that GPU in the interval (the way
+        the CPU side shares RAPL energy): a GPU busy only with a miner charges it all its energy.
+        """
+        deltas: Dict[str, float] = {}
+        for gpu in reading.gpus:
+            now = gpu.values.get("energy_joules") if gpu.up else None
+            if now is None:
+                continue
+            last = self._energy.get(gpu.uuid)
+            self._energy[gpu.uuid] = now
+            if last is not None and now >= last:  # a reload of the driver restarts the counter
+                deltas[gpu.uuid] = now - last
+        sm_total: Dict[str, float] = {}
+        for row in rows:
+            sm_total[row.gpu.uuid] = sm_total.get(row.gpu.uuid, 0.0) + (row.sm_ratio or 0.0)
+        kept: Dict[Tuple[str, int], float] = {}
+        for row in rows:
+            if not row.suspect or "energy_joules" not in row.gpu.values:
+                continue
+            key = (row.gpu.uuid, row.pid)
+            value = self._process_joules.get(key, 0.0)
+            total = sm_total.get(row.gpu.uuid, 0.0)
+            if total > 0:
+                value += deltas.get(row.gpu.uuid, 0.0) * (row.sm_ratio or 0.0) / total
+            kept[key] = value
+        self._process_joules = kept
+        return kept
 
     def _max_processes(self) -> int:
         settings = getattr(self.context.processes, "settings", None)

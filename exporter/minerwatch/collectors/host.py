@@ -41,18 +41,27 @@ def read_psutil() -> Tuple[Dict[str, float], int]:
     return modes, psutil.cpu_count() or 0
 
 
+def read_cpu(procfs: str) -> Tuple[Dict[str, float], int]:
+    """CPU seconds by mode and the CPU count: /proc/stat where there is one, psutil elsewhere."""
+    path = os.path.join(procfs, "stat")
+    if os.path.isfile(path):
+        with open(path) as f:
+            return parse_proc_stat(f.read(), os.sysconf("SC_CLK_TCK"))
+    return read_psutil()
+
+
+def busy_seconds(modes: Dict[str, float]) -> float:
+    """CPU seconds not spent idle or waiting for I/O."""
+    return sum(v for m, v in modes.items() if m not in ("idle", "iowait"))
+
+
 @register
 class HostCollector(Collector):
     name = "host"
     help = "Host CPU seconds by mode and the number of CPUs."
 
     def collect(self) -> Iterable[Metric]:
-        path = os.path.join(self.context.procfs, "stat")
-        if os.path.isfile(path):
-            with open(path) as f:
-                modes, cpus = parse_proc_stat(f.read(), os.sysconf("SC_CLK_TCK"))
-        else:
-            modes, cpus = read_psutil()
+        modes, cpus = read_cpu(self.context.procfs)
         seconds = CounterMetricFamily(
             "minerwatch_host_cpu_seconds", "CPU time of the host by mode, all CPUs together.", labels=["mode"]
         )

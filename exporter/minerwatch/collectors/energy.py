@@ -1,0 +1,136 @@
+"""Energy collector: estimated energy of the host's CPU work and of each suspect process.
+
+What a miner costs is counted on the host, by the best method it can read:
+- `rapl`: the CPU packages' own energy counters (see rapl.py), apportioned to a process by its
+  share of the host's busy CPU time over each scrape interval, the way Scaphandre and Kepler
+  apportion it. The package's idle draw is shared out too, so this errs high for a process that
+  is alone on an otherwise idle CPU.
+- `cpu_model`: where RAPL is absent or unreadable (Windows, virtual machines, non-root since
+  Linux 5.10): CPU seconds times a per-core figure, `energy.cpu_watts_per_core` (default 10 W: a
+  65 W office desktop processor, e.g. Core i5-12400 or Ryzen 5 5600G, has 6 cores: 10.8 W a busy
+  core, rounded down so the estimate errs low). It counts only CPU work, never idle draw.
+The GPU's share is counted by the gpu collector from NVML's own energy counter.
+
+Sample output:
+    minerwatch_host_energy_joules_total{method="rapl"} 51234.5
+    minerwatch_process_energy_joules_total{method="rapl",name="xmrig",pid="4242",user="alice"} 812.0
+    minerwatch_energy_model_cpu_core_watts 10
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Dict, Iterable, Optional, Tuple
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from minerwatch import rapl
+from minerwatch.collectors.host import busy_seconds, read_cpu
+from minerwatch.collectors.process import LABELS
+from minerwatch.proc_reader import ReadError
+from minerwatch.registry import Collector, Context, register
+
+log = logging.getLogger("minerwatch.energy")
+
+DEFAULT_CPU_WATTS_PER_CORE = 10.0
+
+
+@dataclass
+class EnergySettings:
+    cpu_watts_per_core: float = DEFAULT_CPU_WATTS_PER_CORE
+
+
+def read_settings(config) -> EnergySettings:
+    """The `energy:` section of the config file; errors name file, line and key."""
+    settings = EnergySettings()
+    section = config.section("energy") if config is not None and hasattr(config, "section") else None
+    if section is not None and section.node.value not in (None, ""):
+        for key, child in section.mapping(("cpu_watts_per_core",)).items():
+            settings.cpu_watts_per_core = child.number(minimum=0.1, maximum=1000.0)
+    return settings
+
+
+@register
+class EnergyCollector(Collector):
+    name = "energy"
+    help = "Estimated energy of the host's CPU work and of each suspect process (RAPL or a CPU-time model)."
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        self.settings = read_settings(context.config)
+        self._rapl = rapl.EnergyCounter()
+        self._rapl_reason: Optional[str] = None  # why RAPL is not used, logged once
+        self._busy: Optional[float] = None  # host busy CPU seconds at the last scrape
+        # (pid, start time) -> (CPU seconds at the last scrape, joules apportioned so far)
+        self._processes: Dict[Tuple[int, float], Tuple[float, float]] = {}
+
+    def _read_rapl(self) -> Optional[float]:
+        """Joules the packages used since the last scrape (0 on the first), None without RAPL."""
+        try:
+            zones = rapl.read_zones(self.context.sysfs)
+        except rapl.RaplUnavailable as exc:
+            if self._rapl_reason != str(exc):
+                self._rapl_reason = str(exc)
+                log.info("RAPL not used, energy is estimated from CPU time: %s", exc)
+            return None
+        return self._rapl.update(zones)
+
+    def collect(self) -> Iterable[Metric]:
+        watts = self.settings.cpu_watts_per_core
+        modes, _ = read_cpu(self.context.procfs)
+        busy = busy_seconds(modes)
+        busy_delta = busy - self._busy if self._busy is not None else 0.0
+        self._busy = busy
+        package_joules = self._read_rapl()
+        method = "cpu_model" if package_joules is None else "rapl"
+
+        host = CounterMetricFamily(
+            "minerwatch_host_energy",
+            "Estimated energy of the host's CPUs: RAPL package energy since minerwatch started, or "
+            "busy CPU seconds since boot times the per-core model figure.",
+            labels=["method"], unit="joules",
+        )
+        host.add_metric([method], self._rapl.joules if method == "rapl" else busy * watts)
+        yield host
+        yield GaugeMetricFamily(
+            "minerwatch_energy_model_cpu_core_watts",
+            "Power of one busy CPU core in the cpu_model method (energy.cpu_watts_per_core).",
+            value=watts,
+        )
+        yield self._process_energy(method, package_joules, busy_delta, watts)
+
+    def _process_energy(self, method: str, package_joules: Optional[float], busy_delta: float,
+                        watts: float) -> Metric:
+        family = CounterMetricFamily(
+            "minerwatch_process_energy",
+            "Estimated energy of a suspect process: its share of RAPL package energy while watched, "
+            "or its CPU seconds times the per-core model figure.",
+            labels=LABELS + ["method"], unit="joules",
+        )
+        table = self.context.processes
+        if table is None:
+            return family
+        # Which processes are suspect comes from the last scan (the process collector scans once a
+        # scrape); their CPU time is read again now, at the moment the host's counters were read,
+        # so both deltas cover the same interval. One pread each, for at most max_suspects.
+        snapshot = table.last or table.scan()
+        tracked: Dict[Tuple[int, float], Tuple[float, float]] = {}
+        for view in snapshot.suspects[: table.settings.max_suspects]:
+            try:
+                stat = table.reader.stat(view.pid)
+            except ReadError:
+                continue
+            if stat.start_time != view.stat.start_time:
+                continue  # the pid was reused
+            key = (view.pid, stat.start_time)
+            cpu = stat.cpu_seconds
+            last_cpu, joules = self._processes.get(key, (cpu, 0.0))
+            if package_joules is not None and busy_delta > 0:
+                share = min(max(cpu - last_cpu, 0.0) / busy_delta, 1.0)
+                joules += package_joules * share
+            tracked[key] = (cpu, joules)
+            value = joules if method == "rapl" else cpu * watts
+            family.add_metric([str(view.pid), view.name, view.user, method], value)
+        self._processes = tracked  # forget processes that ended or are no longer suspect
+        return family
