@@ -79,3 +79,58 @@ def test_psutil_and_procfs_agree_on_a_live_process(child, tmp_path):
 def test_default_reader_falls_back_to_psutil(tmp_path):
     assert isinstance(default_reader("/proc"), ProcfsReader)
     assert isinstance(default_reader(str(tmp_path)), PsutilReader)
+
+
+def _all_strings(facts, stat):
+    values = [stat.comm, facts.comm, facts.exe, facts.cwd, facts.user, *facts.argv]
+    values += [*(facts.environ or {}).keys(), *(facts.environ or {}).values()]
+    return values
+
+
+def _assert_safe(values):
+    for value in values:
+        value.encode("utf-8")  # no lone surrogates: a label or a log line can always be written
+        assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value), repr(value)
+
+
+def test_procfs_makes_every_host_string_safe_where_it_is_read(tmp_path):
+    """Bytes that are not UTF-8, newlines and escapes in comm, argv, exe, cwd and environ arrive
+    as visible escapes, so the rest of the exporter only ever sees safe text."""
+    proc = build(tmp_path, [FakeProcess(9, "placeholder", ["x"])])
+    d = proc / "9"
+    stat = (d / "stat").read_bytes().replace(b"(placeholder)", b"(x\nmr\xff)")
+    (d / "stat").write_bytes(stat)
+    (d / "cmdline").write_bytes(b"/tmp/bad\xffdir/xmrig\0-o\0a\nb\x1b[2J\0")
+    (d / "environ").write_bytes(b"K\xff=V\r\0POOL_URL=x\0")
+    os.unlink(d / "cwd")
+    os.symlink(b"/tmp/bad\xffdir", os.fsencode(d / "cwd"))
+    os.symlink(b"/tmp/bad\xffdir/xmrig (deleted)", os.fsencode(d / "exe"))
+    reader = ProcfsReader(str(proc))
+    stat = reader.stat(9)
+    facts = reader.facts(stat)
+    assert stat.comm == "x\\nmr\\xff"
+    assert facts.argv == ["/tmp/bad\\xffdir/xmrig", "-o", "a\\nb\\x1b[2J"]
+    assert (facts.exe, facts.exe_deleted, facts.cwd) == ("/tmp/bad\\xffdir/xmrig", True, "/tmp/bad\\xffdir")
+    assert facts.environ == {"K\\xff": "V\\r", "POOL_URL": "x"}
+    _assert_safe(_all_strings(facts, stat))
+
+
+def test_both_readers_make_a_live_hostile_process_safe_alike(tmp_path):
+    bad_dir = tmp_path / os.fsdecode(b"bad\xffdir")
+    bad_dir.mkdir()
+    exe = bad_dir / "xmrig"
+    os.symlink(sys.executable, exe)
+    child = subprocess.Popen([str(exe), "-c", "import time; time.sleep(30)", "a\nb\x1b[31m"], cwd=bad_dir)
+    try:
+        time.sleep(0.5)
+        fast, portable = ProcfsReader(), PsutilReader()
+        a, b = fast.stat(child.pid), portable.stat(child.pid)
+        fa, fb = fast.facts(a), portable.facts(b)
+        assert fa.argv == fb.argv and fa.argv[0] == str(tmp_path) + "/bad\\xffdir/xmrig"
+        assert fa.argv[-1] == "a\\nb\\x1b[31m"
+        assert fa.cwd == fb.cwd == str(tmp_path) + "/bad\\xffdir"
+        assert a.comm == b.comm
+        _assert_safe(_all_strings(fa, a) + _all_strings(fb, b))
+    finally:
+        child.kill()
+        child.wait()

@@ -193,3 +193,58 @@ def test_read_errors_are_counted_not_fatal(tmp_path):
     (tmp_path / "proc" / "400" / "stat").unlink()  # vanished between listing and reading
     snap = table.scan()
     assert snap.processes == [] and sum(table.read_errors_total.values()) == 0
+
+
+class BrokenForOne(CountingReader):
+    """The real /proc reader, with a bug that strikes one process: its facts raise (or, with
+    `in_stat`, its stat line does), as an unforeseen format or a parser bug would."""
+
+    def __init__(self, procfs, pid, in_stat=False):
+        super().__init__(procfs)
+        self.broken_pid, self.in_stat = pid, in_stat
+
+    def stat(self, pid):
+        if self.in_stat and pid == self.broken_pid:
+            raise IndexError("list index out of range")
+        return super().stat(pid)
+
+    def facts(self, stat):
+        if stat.pid == self.broken_pid:
+            raise UnicodeEncodeError("utf-8", "bad\udcffdir", 3, 4, "surrogates not allowed")
+        return super().facts(stat)
+
+
+@pytest.mark.parametrize("in_stat", [False, True])
+def test_one_process_that_raises_is_skipped_and_counted(tmp_path, caplog, in_stat):
+    reader = BrokenForOne(host(tmp_path, [MINER, COMPILER, RENAMED, IDLE]), pid=200, in_stat=in_stat)
+    table = ProcessTable(reader, Signatures(), clock=Clock(), wall_clock=lambda: reader._boot_time + 10_000)
+    snap = table.scan()
+    assert sorted(snap.by_pid()) == [100, 300, 400]  # the others are still classified
+    assert [v.pid for v in snap.suspects] == [100]
+    assert snap.skipped == 1 and table.skipped_total == 1
+    table.scan()
+    assert table.skipped_total == 2  # tried again each scan, counted again
+    logged = [r for r in caplog.records if "process 200 skipped" in r.getMessage()]
+    assert len(logged) == 1  # but logged once: a process failing every scrape must not flood the log
+    assert "\udcff" not in logged[0].getMessage()  # the reason is host text too
+
+
+def test_collector_reports_skipped_processes_and_still_succeeds(tmp_path):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from minerwatch.collectors.process import ProcessCollector
+    from minerwatch.config import Config
+    from minerwatch.registry import Context
+
+    reader = BrokenForOne(host(tmp_path, [MINER, COMPILER, IDLE]), pid=200)
+    context = Context(config=Config())
+    context.processes = ProcessTable(reader, Signatures(), clock=Clock(),
+                                     wall_clock=lambda: reader._boot_time + 10_000)
+    registry = CollectorRegistry()
+    registry.register(ProcessCollector(context))
+    text = generate_latest(registry).decode()
+    scans = context.processes.skipped_total  # one skip per scan: the registry scans at register too
+    assert scans >= 1 and f"minerwatch_process_skipped_total {float(scans)}" in text
+    assert registry.get_sample_value("minerwatch_process_processes") == 2
+    assert registry.get_sample_value("minerwatch_process_suspects") == 1
+    assert 'minerwatch_process_suspect_info{' in text and 'pid="100"' in text

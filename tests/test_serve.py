@@ -37,7 +37,12 @@ def test_finds_miner_renamed_busy_and_ignores_benign(spawn, pool, exporter, tmp_
         exp = exporter("--collector.process.top-k=10")
         time.sleep(1.5)  # a second scrape turns lifetime CPU averages into recent use
         exp.scrape()
-        samples = exp.scrape()
+
+        def renamed_in_top():  # on a loaded machine a busy process may need a few scrapes
+            scraped = exp.scrape()
+            return scraped if find(scraped, "minerwatch_process_cpu_seconds_total", pid=renamed.pid) else None
+
+        samples = wait_for(renamed_in_top, timeout=20, interval=1.1, what="the renamed busy process in the top-K")
         text = exp.text()
     finally:
         stop_pid(benign)

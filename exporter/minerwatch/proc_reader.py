@@ -2,6 +2,11 @@
 
 Both readers return the same two shapes: `ProcStat` (what changes every scrape, read every scrape)
 and `ProcFacts` (what does not change during a process's life, read once per (pid, start time)).
+
+Every string in them (comm, exe, cwd, argv, user, environment) is made safe here, where it is
+read, with `host_text`: a process that names itself with bytes that are not UTF-8 or puts
+newlines and terminal escapes in its command line reaches the matchers, the labels and `scan` as
+visible escapes (`bad\\xffdir`), never as text that fails to encode or forges a table row.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 import psutil
+
+from minerwatch.text import host_text, host_text_items
 
 try:
     import pwd
@@ -71,7 +78,7 @@ def user_name(uid: Optional[int]) -> str:
     name = _user_names.get(uid)
     if name is None:
         try:
-            name = pwd.getpwuid(uid).pw_name if pwd else str(uid)
+            name = host_text(pwd.getpwuid(uid).pw_name) if pwd else str(uid)
         except KeyError:
             name = str(uid)
         _user_names[uid] = name
@@ -143,7 +150,7 @@ class ProcfsReader:
             raise ReadError("vanished")
         # comm may contain spaces and parentheses: it ends at the last ')'.
         close = data.rfind(b")")
-        comm = data[data.find(b"(") + 1 : close].decode("utf-8", "replace")
+        comm = host_text(data[data.find(b"(") + 1 : close])
         fields = data[close + 2 :].split()
         # fields[0] is field 3 (state) of proc(5)
         return ProcStat(
@@ -166,20 +173,21 @@ class ProcfsReader:
         try:
             with open(base + "/cmdline", "rb") as f:
                 raw = f.read()
-            facts.argv = [a.decode("utf-8", "replace") for a in raw.rstrip(b"\0").split(b"\0")] if raw else []
+            facts.argv = host_text_items(raw.rstrip(b"\0")) if raw else []
         except OSError as exc:
             facts.errors.append(_reason(exc))
         if facts.argv or stat.pid == 1:  # kernel threads have no cmdline, exe or environ
             try:
-                exe = os.readlink(base + "/exe")
-                if exe.endswith(" (deleted)"):
-                    facts.exe, facts.exe_deleted = exe[: -len(" (deleted)")], True
+                # Read as bytes: a path need not be UTF-8, and host_text shows what is not.
+                exe = os.readlink(os.fsencode(base + "/exe"))
+                if exe.endswith(b" (deleted)"):
+                    facts.exe, facts.exe_deleted = host_text(exe[: -len(b" (deleted)")]), True
                 else:
-                    facts.exe = exe
+                    facts.exe = host_text(exe)
             except OSError as exc:
                 facts.errors.append(_reason(exc))
             try:
-                facts.cwd = os.readlink(base + "/cwd")
+                facts.cwd = host_text(os.readlink(os.fsencode(base + "/cwd")))
             except OSError as exc:
                 facts.errors.append(_reason(exc))
             try:
@@ -215,10 +223,10 @@ def descriptor_budget(reserve: int = 256, most: int = 16384) -> int:
 
 def _parse_environ(raw: bytes) -> Dict[str, str]:
     env = {}
-    for item in raw.split(b"\0"):
-        key, sep, value = item.partition(b"=")
+    for item in host_text_items(raw):
+        key, sep, value = item.partition("=")
         if sep:
-            env[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
+            env[key] = value
     return env
 
 
@@ -244,7 +252,7 @@ class PsutilReader:
                 return ProcStat(
                     pid=pid,
                     start_time=proc.create_time(),
-                    comm=proc.name(),
+                    comm=host_text(proc.name()),
                     cpu_seconds=times.user + times.system,
                     threads=proc.num_threads(),
                     rss_bytes=proc.memory_info().rss,
@@ -269,17 +277,21 @@ class PsutilReader:
                 facts.errors.append(_reason(exc))
             return default
 
-        facts.argv = read(proc.cmdline, [])
-        facts.exe = read(proc.exe, "")
-        if facts.exe.endswith(" (deleted)"):
-            facts.exe, facts.exe_deleted = facts.exe[: -len(" (deleted)")], True
-        elif facts.exe and not os.path.exists(facts.exe):
+        # psutil decodes with the file-system encoding (surrogateescape on POSIX): the raw path
+        # is kept for the existence check, the rest of the code sees only host_text.
+        facts.argv = [host_text(a) for a in read(proc.cmdline, [])]
+        exe = read(proc.exe, "")
+        if exe.endswith(" (deleted)"):
+            exe, facts.exe_deleted = exe[: -len(" (deleted)")], True
+        elif exe and not os.path.exists(exe):
             facts.exe_deleted = True
-        facts.cwd = read(proc.cwd, "")
+        facts.exe = host_text(exe)
+        facts.cwd = host_text(read(proc.cwd, ""))
         uids = read(proc.uids, None) if hasattr(proc, "uids") else None
         facts.uid = uids.effective if uids else None
-        facts.user = read(proc.username, "") or user_name(facts.uid)
-        facts.environ = read(proc.environ, None)
+        facts.user = host_text(read(proc.username, "")) or user_name(facts.uid)
+        environ = read(proc.environ, None)
+        facts.environ = None if environ is None else {host_text(k): host_text(v) for k, v in environ.items()}
         return facts
 
     def exe_path(self, pid: int) -> str:

@@ -17,7 +17,9 @@ from typing import Callable, Dict, Iterable, List, Optional, Protocol, Tuple
 
 from minerwatch.allowlist import Allowlist, file_sha256
 from minerwatch.proc_reader import ProcFacts, ProcStat, ReadError
-from minerwatch.signatures import STRONG_SIGNALS, WEAK_SIGNALS, Match, Signatures, redact_cmdline
+from minerwatch.redact import REDACTED, redact_cmdline
+from minerwatch.signatures import STRONG_SIGNALS, WEAK_SIGNALS, Match, Signatures
+from minerwatch.text import host_text
 
 log = logging.getLogger("minerwatch.process")
 
@@ -82,6 +84,7 @@ class Snapshot:
     suspects: List[ProcessView]  # all of them, busiest first (exporters cap this)
     top: List[ProcessView]  # the top-K busiest, allowlisted or not
     read_errors: Counter = field(default_factory=Counter)
+    skipped: int = 0  # processes left out because reading or classifying them raised (a bug)
     _by_pid: Optional[Dict[int, ProcessView]] = None
 
     def by_pid(self) -> Dict[int, ProcessView]:
@@ -144,6 +147,8 @@ class ProcessTable:
         self._lock = threading.Lock()
         self.last: Optional[Snapshot] = None
         self.read_errors_total: Counter = Counter()  # cumulative, for a _total counter
+        self.skipped_total = 0  # cumulative: processes a scan left out after an unexpected error
+        self._skip_logged: set = set()  # pids whose failure was logged
 
     # -- scanning -----------------------------------------------------------------------------
     def scan(self) -> Snapshot:
@@ -151,6 +156,7 @@ class ProcessTable:
             snapshot = self._scan()
             self.last = snapshot
             self.read_errors_total.update(snapshot.read_errors)
+            self.skipped_total += snapshot.skipped
             return snapshot
 
     def _scan(self) -> Snapshot:
@@ -165,22 +171,22 @@ class ProcessTable:
         busy_elsewhere = set()
         for source in self.busy_sources:
             busy_elsewhere.update(source.busy_pids())
+        skipped = 0
         for pid in self.reader.pids():
             try:
                 stat = self.reader.stat(pid)
+                key = (pid, stat.start_time)
+                entry = self._entries.get(key)
+                if entry is None:
+                    entry = self._new_entry(stat, errors)
             except ReadError as exc:
                 if exc.reason != "vanished":  # a process that exits mid-scan is not an error
                     errors[exc.reason] += 1
                 continue
-            key = (pid, stat.start_time)
-            entry = self._entries.get(key)
-            if entry is None:
-                try:
-                    entry = self._new_entry(stat, errors)
-                except ReadError as exc:
-                    if exc.reason != "vanished":
-                        errors[exc.reason] += 1
-                    continue
+            except Exception as exc:  # noqa: BLE001 - one process the code cannot handle must not blind the rest
+                skipped += 1
+                self._log_skipped(pid, exc)
+                continue
             alive[key] = entry
             self._update_cpu(entry, stat, now)
             if entry.source_generations != generations:
@@ -193,7 +199,19 @@ class ProcessTable:
         views.sort(key=lambda v: v.cpu_cores, reverse=True)
         suspects = [v for v in views if v.suspect]
         top = [v for v in views[: self.settings.top_k] if v.cpu_cores >= self.settings.top_min_cpu_cores]
-        return Snapshot(views, suspects, top, errors)
+        return Snapshot(views, suspects, top, errors, skipped)
+
+    def _log_skipped(self, pid: int, exc: Exception) -> None:
+        """Once per pid (a process that fails every scrape must not flood the log); the reason
+        may quote host text, so it goes through host_text too."""
+        if pid in self._skip_logged:
+            return
+        if len(self._skip_logged) >= 1024:
+            self._skip_logged.clear()
+        self._skip_logged.add(pid)
+        log.error("process %d skipped: reading or classifying it failed: %s", pid,
+                  host_text(f"{type(exc).__name__}: {exc}", 512))
+        log.debug("traceback of the failure", exc_info=exc)
 
     def _new_entry(self, stat: ProcStat, errors: Counter) -> _Entry:
         facts = self.reader.facts(stat)
@@ -242,7 +260,11 @@ class ProcessTable:
         """The redacted, truncated command line, made once per process life (a long one costs
         most of a millisecond to redact)."""
         if facts.cmdline is None:
-            facts.cmdline = redact_cmdline(facts.argv, self.settings.cmdline_max_length)
+            try:
+                facts.cmdline = redact_cmdline(facts.argv, self.settings.cmdline_max_length)
+            except Exception as exc:  # noqa: BLE001 - a redaction bug must not fail the scrape, nor leak
+                self._log_skipped(facts.pid, exc)
+                facts.cmdline = REDACTED
         return facts.cmdline
 
     def exe_sha256(self, facts: ProcFacts) -> str:

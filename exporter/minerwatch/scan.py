@@ -1,4 +1,9 @@
-"""`minerwatch scan`: the suspects of one pass, as a table for on-call staff or as JSON."""
+"""`minerwatch scan`: the suspects of one pass, as a table for on-call staff or as JSON.
+
+Names, paths and command lines were made safe where they were read (proc_reader); the table
+passes every host-derived cell through `host_text` once more, because a raw newline or terminal
+escape here would forge a row on the screen of the person investigating.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import List
 from minerwatch.antivirus import describe_exclusions
 from minerwatch.process_table import ProcessView
 from minerwatch.registry import Context
+from minerwatch.text import host_text as _safe
 
 
 @dataclass
@@ -71,21 +77,21 @@ def render_table(report: Report) -> str:
         lines.append(f"{'PID':>7}  {'USER':<12} {'NAME':<16} {'CPU':>6}  SIGNALS")
         for view in report.suspects:
             lines.append(
-                f"{view.pid:>7}  {view.user[:12]:<12} {view.name[:16]:<16} {view.cpu_cores:>6.2f}  "
+                f"{view.pid:>7}  {_safe(view.user)[:12]:<12} {_safe(view.name)[:16]:<16} {view.cpu_cores:>6.2f}  "
                 + ",".join(sorted(view.signals))
             )
-            lines.append(f"         exe: {view.facts.exe or '?'}  sha256: {view.facts.exe_sha256 or '?'}")
-            lines.append(f"         cmdline: {view.facts.cmdline}")
+            lines.append(f"         exe: {_safe(view.facts.exe) or '?'}  sha256: {view.facts.exe_sha256 or '?'}")
+            lines.append(f"         cmdline: {_safe(view.facts.cmdline)}")
             for signal, reason in sorted(view.signals.items()):
-                lines.append(f"         why: {signal}: {reason}")
+                lines.append(f"         why: {signal}: {_safe(reason)}")
     if report.exclusions:
         lines.append("")
         lines.append("Antivirus exclusions covering suspects:")
-        lines.extend(f"  {line}" for line in report.exclusions)
+        lines.extend(f"  {_safe(line)}" for line in report.exclusions)
     if report.top:
         lines.append("")
         lines.append("Busiest processes (CPU in cores):")
         for view in report.top:
             mark = " (suspect)" if view.suspect else " (allowlisted)" if view.allowlisted else ""
-            lines.append(f"{view.pid:>7}  {view.user[:12]:<12} {view.name[:16]:<16} {view.cpu_cores:>6.2f}{mark}")
+            lines.append(f"{view.pid:>7}  {_safe(view.user)[:12]:<12} {_safe(view.name)[:16]:<16} {view.cpu_cores:>6.2f}{mark}")
     return "\n".join(lines)

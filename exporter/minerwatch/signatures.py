@@ -1,4 +1,4 @@
-"""Signatures of cryptocurrency miners: the shipped lists, the matchers and command-line redaction.
+"""Signatures of cryptocurrency miners: the shipped lists and the matchers.
 
 This is the one place where minerwatch's built-in knowledge of miners lives. Everything here is a
 pure function of its arguments: no /proc, no files, no network. The process table calls
@@ -19,6 +19,13 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from minerwatch.names import basename as _basename
+from minerwatch.names import norm_name as _norm_name
+from minerwatch.names import may_fold, skeleton
+from minerwatch.names import stem as _stem
+from minerwatch.redact import redact_text as _redact_text
+from minerwatch.user_regex import compile_user_pattern
+
 __all__ = [
     "SIGNALS",
     "STRONG_SIGNALS",
@@ -33,7 +40,6 @@ __all__ = [
     "Match",
     "Signatures",
     "is_pool_host",
-    "redact_cmdline",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -349,13 +355,6 @@ _DECODED_NAME_RE = re.compile(
 )
 
 _TEMP_DIR_RE = re.compile(r"^(?:" + "|".join(TEMP_DIR_PATTERNS) + r")", re.IGNORECASE)
-_VERSION_SUFFIX_RE = re.compile(r"[-_.]?v?\d+(?:\.\d+)*$")
-_TRIPLET_RE = re.compile(
-    r"^(?:x86_64|i[3-6]86|aarch64|arm\w*|riscv64|powerpc64\w*|ppc64\w*|s390x|mips\w*)"
-    r"-(?:\w+-)?(?:linux-gnu\w*|linux-musl\w*|w64-mingw32)-(.+)$"
-)
-_STEM_SUFFIXES = (".real", ".basic", ".bin", "-bin", ".tiny", ".openbsd", ".traditional",
-                  ".netkit", ".bfd", ".gold", "-wrapped", "_wrapped", ".gtk3", ".nox")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,37 +373,6 @@ class Match:
 # ---------------------------------------------------------------------------------------------
 # Small helpers
 # ---------------------------------------------------------------------------------------------
-
-
-def _basename(path: str) -> str:
-    path = path.strip().strip("\"'")
-    if path.endswith(" (deleted)"):
-        path = path[: -len(" (deleted)")]
-    return re.split(r"[/\\]", path)[-1]
-
-
-def _norm_name(name: str) -> str:
-    """A program name for matching: basename, lower case, no .exe, no leading '-' or '.'."""
-    base = _basename(name).lower()
-    if base.endswith(".exe"):
-        base = base[:-4]
-    return base.lstrip("-.")
-
-
-def _stem(name: str) -> str:
-    """A name without version, architecture triplet or Debian/NixOS wrapper suffixes."""
-    name = name[:255].lower().lstrip(".")  # NAME_MAX; also bounds the regexes below
-    if name.endswith(".exe"):
-        name = name[:-4]
-    m = _TRIPLET_RE.match(name)
-    if m:
-        name = m.group(1)
-    for _ in range(2):
-        for suffix in _STEM_SUFFIXES:
-            if name.endswith(suffix):
-                name = name[: -len(suffix)]
-        name = _VERSION_SUFFIX_RE.sub("", name) or name
-    return name
 
 
 def _shorten(text: str, limit: int = 96) -> str:
@@ -599,10 +567,15 @@ class Signatures:
         # Configured names match exactly (case-insensitive, .exe and directories ignored).
         extras = sorted({_norm_name(n) for n in extra_names if _norm_name(n)})
         self._name_re = _name_regex(extras) if extras else _MINER_NAME_RE
+        # Look-alike names (xmrіg with a Cyrillic і, ｘｍｒｉｇ, xmr1g) are compared as skeletons.
+        extra_skeletons = sorted({skeleton(n) for n in extras})
+        self._skeleton_re = _name_regex(extra_skeletons) if extras else _MINER_NAME_RE
         # Names longer than a comm: a 15-character comm that starts one of them is that name.
         self._long_names = tuple(n for n in (*MINER_NAME_PREFIXES, *MINER_NAMES_EXACT, *extras) if len(n) > COMM_MAX)
-        # Raises re.error for a bad pattern; the config loader reports it with file:line.
-        self._patterns = tuple(re.compile(p) for p in extra_patterns)
+        self._long_skeletons = tuple(skeleton(n) for n in self._long_names)
+        # Users' patterns run on RE2, in linear time: `(a+)+$` must not hang a scrape. Raises
+        # ValueError with a one-line reason; the config loader reports it with file:line.
+        self._patterns = tuple(compile_user_pattern(p) for p in extra_patterns)
 
     # -- names ----------------------------------------------------------------------------------
 
@@ -613,11 +586,39 @@ class Signatures:
             return True
         return is_comm and len(name) == COMM_MAX and any(n.startswith(name) for n in self._long_names)
 
+    def _looks_like_miner_name(self, raw: str, is_comm: bool) -> Optional[Tuple[str, str]]:
+        """(basename, the miner name it imitates with look-alike characters), or None."""
+        base = _basename(raw)
+        if not may_fold(base) and "\\" not in raw:
+            return None  # plain ASCII without digits: its skeleton is itself (the common case)
+        readings = [base]
+        if "\\" in raw:
+            # A backslash is a Windows separator, or the start of host_text's escape of an
+            # invisible character or a bad byte (/tmp/xm\u200drig): try the POSIX reading too.
+            readings.append(raw.rsplit("/", 1)[-1])
+        plain = _norm_name(raw)
+        for reading in readings:
+            name = _norm_name(skeleton(reading))
+            if not name or name == plain:
+                continue  # nothing folded: the plain match already said no
+            if self._skeleton_re.fullmatch(name) or (
+                is_comm and len(raw) == COMM_MAX and any(n.startswith(name) for n in self._long_skeletons)
+            ):
+                return reading, name
+        return None
+
     def match_names(self, comm: str, exe: str, argv0: str) -> List[Match]:
-        """miner_name: the executable, comm or argv[0] basename is a known miner."""
-        for what, raw, is_comm in (("executable", exe, False), ("process name", comm, True), ("argv[0]", argv0, False)):
+        """miner_name: the executable, comm or argv[0] basename is a known miner, or imitates one
+        with look-alike characters (homoglyphs, full-width letters, invisibles, digits)."""
+        candidates = (("executable", exe, False), ("process name", comm, True), ("argv[0]", argv0, False))
+        for what, raw, is_comm in candidates:
             if raw and self._is_miner_name(_norm_name(raw), is_comm):
                 return [Match("miner_name", f"{what} {_shorten(_basename(raw), 64)}")]
+        for what, raw, is_comm in candidates:
+            found = self._looks_like_miner_name(raw, is_comm) if raw else None
+            if found is not None:
+                shown, name = found
+                return [Match("miner_name", f"{what} {_shorten(shown, 64)} looks like {_shorten(name, 64)}")]
         return []
 
     # -- command line ---------------------------------------------------------------------------
@@ -882,223 +883,3 @@ def _name_mismatch(comm: str, exe: str) -> Optional[str]:
     if len(c_stem) >= 2 and len(e_stem) >= 2 and (c_stem in e_stem or e_stem in c_stem):
         return None  # gcc-12 vs gcc, vim.basic vs vi, pipewire-pulse vs pipewire, runc:[2:INIT]
     return f"process name {_shorten(comm, 32)!r} differs from executable {_shorten(exe_base, 64)}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Redaction
-# ---------------------------------------------------------------------------------------------
-
-REDACTED = "<redacted>"
-
-# Long or single-dash options whose next word is a secret: --pass, --password, --db-password,
-# -passin/-passout (openssl), -storepass (keytool), -epsw (Claymore), --token, --api-key, --key...
-_SECRET_FLAG_RE = re.compile(
-    r"--?[\w-]*(?:pass|passwd|password|passphrase|passin|passout|pwd|psw|token|secret"
-    r"|api-?key|apikey|api_key|key)",
-    re.IGNORECASE,
-)
-# key=value where the key names a secret (also inside URLs' query strings and --opt=value).
-# (Two simple regexes and a loop rather than one clever one: no quadratic backtracking on
-# hostile command lines.)
-_KV_KEY_RE = re.compile(r"(?<![\w.\-])([\w.\-]+)=")
-_KV_VALUE_RE = re.compile(r"[^\s&]+")
-_SECRET_KEY_RE = re.compile(r"pass|token|secret|apikey|api_key|key", re.IGNORECASE)
-# Windows-style /p:SECRET, /password:SECRET (xfreerdp, some installers).
-_SLASH_PASS_RE = re.compile(r"(?<!\S)(/(?:p|pass|password|pwd):)(?!<redacted>)\S+", re.IGNORECASE)
-_URL_USERINFO_RE = re.compile(r"(?<![a-z0-9+.\-])([a-z][a-z0-9+.\-]*://[^\s/:@]*):(?!<redacted>)([^\s/@]+)@", re.IGNORECASE)
-_AUTH_SCHEMES = r"(?:bearer|basic|digest|token|negotiate|ntlm)"
-_AUTH_RE = re.compile(
-    r"\b((?:proxy-)?authorization\s*[:=]\s*)(" + _AUTH_SCHEMES + r"\s+)?"
-    r"(?!<redacted>)(?!" + _AUTH_SCHEMES + r"\b)[^\s'\"]+",
-    re.IGNORECASE,
-)
-_BEARER_RE = re.compile(r"\b(bearer\s+)(?!<redacted>)[^\s'\"]+", re.IGNORECASE)
-# A whole argv element that is a secret-bearing HTTP header (curl -H "Cookie: ...").
-_HEADER_RE = re.compile(
-    r"\s*((?:proxy-)?authorization|cookie|set-cookie|(?:x-)?api-?key|(?:x-)?auth-token|x-access-token"
-    r"|private-token|x-vault-token)\s*:",
-    re.IGNORECASE,
-)
-_PORTLIKE_RE = re.compile(r"\d{1,5}|\d+(?:,\d+)+|(?:[\d.]+:)?\d{1,5}(?::\d{1,5})?(?:/(?:tcp|udp|sctp))?")
-
-# Programs whose -p is not a password (profiling, parents, ports, pids, preserve, patch level...).
-_P_NOT_SECRET = frozenset(
-    {
-        "gcc", "cc", "g++", "c++", "clang", "clang++", "cpp", "gfortran", "nvcc", "ld", "as", "tcc",
-        "ps", "mkdir", "cp", "install", "ssh", "scp", "sftp", "rsync", "docker", "podman", "nerdctl",
-        "kubectl", "nc", "ncat", "netcat", "socat", "strace", "ltrace", "gdb", "perf", "top", "htop",
-        "atop", "pidstat", "lsof", "kill", "pgrep", "pkill", "pstree", "taskset", "renice", "prlimit",
-        "chrt", "ionice", "nmap", "hping", "iperf", "iperf3", "ping", "tar", "patch", "git", "unzip",
-        "journalctl", "systemctl", "iptables", "ip6tables", "ufw", "node", "nodejs", "java", "perl",
-        "ruby", "python", "sudo", "su", "xargs", "ls", "tree", "less", "watch", "ssh-keygen",
-        "ssh-add", "cut", "date", "mount", "umount", "df", "du", "ln", "mv", "chmod", "chown",
-        "stat", "readlink", "realpath", "make", "cmake", "ninja", "pip", "npm", "npx", "yarn",
-        "pytest", "cargo", "go", "gradle", "mvn", "bazel",
-    }
-)
-_COMPILER_RE = re.compile(r"(?:.*-)?(?:gcc|g\+\+|cc|c\+\+|clang|clang\+\+|cpp|ld|as|gfortran)")
-# Programs taking the password attached: mysql -pSECRET, 7z a -pSECRET, unrar x -pSECRET.
-_ATTACHED_P_PROGRAMS = frozenset(
-    {"mysql", "mysqldump", "mysqladmin", "mysqlimport", "mysqlcheck", "mariadb", "mariadb-dump",
-     "7z", "7za", "7zr", "7zz", "unrar", "rar", "winrar"}
-)
-# Program-specific secret options.
-_PROGRAM_SECRET_FLAGS = {
-    "openssl": frozenset({"-k", "-K"}),
-    "zip": frozenset({"-P"}),
-    "zipcloak": frozenset({"-P"}),
-    "unzip": frozenset({"-P"}),
-    "sshpass": frozenset({"-p"}),
-    "redis-cli": frozenset({"-a"}),
-    "sqlcmd": frozenset({"-P"}),
-}
-# user:password values (keep the user): curl -u, smbclient -U user%pass.
-_USERPASS_FLAGS = {
-    "curl": (frozenset({"-u", "--user", "-U", "--proxy-user"}), ":"),
-    "wget": (frozenset({"--user", "--http-user"}), ":"),
-    "smbclient": (frozenset({"-U", "--user"}), "%"),
-    "rpcclient": (frozenset({"-U", "--user"}), "%"),
-    "net": (frozenset({"-U", "--user"}), "%"),
-}
-_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "busybox", "cmd", "powershell", "pwsh"})
-_WRAPPERS = frozenset({"sudo", "doas", "env", "nohup", "nice", "exec", "timeout", "stdbuf", "setsid",
-                       "ionice", "taskset", "time", "runuser", "xargs", "chroot", "strace", "unbuffer"})
-_SEPARATORS = frozenset({";", "&&", "||", "|", "&"})
-
-
-def _program(word: str) -> str:
-    return _stem(_norm_name(word))
-
-
-def _redact_key_values(text: str) -> str:
-    """key=VALUE -> key=<redacted> where the key names a secret (DB_PASSWORD, api_key, ...)."""
-    out: List[str] = []
-    pos = 0
-    for m in _KV_KEY_RE.finditer(text):
-        if m.start() < pos or not _SECRET_KEY_RE.search(m.group(1)):
-            continue
-        value = _KV_VALUE_RE.match(text, m.end())
-        if value is None or value.group(0).startswith(REDACTED):
-            continue
-        out.append(text[pos : m.end()])
-        out.append(REDACTED)
-        pos = value.end()
-    out.append(text[pos:])
-    return "".join(out)
-
-
-def _redact_text(text: str) -> str:
-    """Redact secrets inside free text (a URL, a shell string): URL passwords, key=value, tokens."""
-    text = _URL_USERINFO_RE.sub(lambda m: f"{m.group(1)}:{REDACTED}@", text)
-    if "=" in text:
-        text = _redact_key_values(text)
-    if "/" in text:
-        text = _SLASH_PASS_RE.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
-    text = _AUTH_RE.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}{REDACTED}", text)
-    text = _BEARER_RE.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
-    return text
-
-
-def _redact_attached_userpass(tokens: List[str], at: int, bare: str, userpass: Tuple[frozenset, str]) -> bool:
-    """curl --user=bob:pw or -ubob:pw: keep the user, redact the password. True when done."""
-    flags, sep = userpass
-    for flag in flags:
-        if flag.startswith("--"):
-            prefix = flag + "="
-        elif len(bare) > 2 and bare.startswith(flag):
-            prefix = flag
-        else:
-            continue
-        if bare.startswith(prefix) and sep in bare[len(prefix):]:
-            user = bare[len(prefix):].split(sep, 1)[0]
-            tokens[at] = tokens[at].replace(bare, f"{prefix}{user}{sep}{REDACTED}", 1)
-            return True
-    return False
-
-
-def redact_cmdline(argv: Sequence[str], max_length: int = 256) -> str:
-    """argv joined with spaces, every secret replaced by "<redacted>", cut to max_length.
-
-    Redacted: the value after --pass/--password/--token/--api-key/--secret/--key style options
-    (as "--pass X" or "--pass=X"), after -p unless the program's -p is something else (gcc, ps,
-    mkdir, ssh, docker... or a port/pid value), attached passwords of mysql/7z/unrar (-pSECRET),
-    openssl -k, zip -P, key=value with a secret-looking key, URL passwords (the user is kept),
-    Authorization/Bearer/Cookie/API-key headers, and the password half of curl -u user:pass.
-    Miner wallets (-u/--user) are kept on purpose: investigators need them.
-    """
-    # Flatten to words, remembering the white space between them to rebuild the string.
-    tokens: List[str] = []  # words and separators, in order
-    word_at: List[int] = []  # indexes in tokens of the words
-    element_of: List[int] = []  # argv element of each word
-    for n, element in enumerate(argv):
-        if n:
-            tokens.append(" ")
-        if _HEADER_RE.match(element):
-            name = element.split(":", 1)[0]
-            tokens.append(f"{name}: {REDACTED}")
-            continue
-        for part in re.split(r"(\s+)", element):
-            if not part:
-                continue
-            if not part.isspace():
-                word_at.append(len(tokens))
-                element_of.append(n)
-            tokens.append(part)
-
-    words = [tokens[i] for i in word_at]
-    attached_p = any(len(w) > 2 and w.startswith("-p") for w in words) and any(
-        _program(w) in _ATTACHED_P_PROGRAMS for w in words
-    )
-    program = ""
-    expect_program = True
-    pending: Optional[str] = None  # None, "all" or the separator of a user:pass value
-    for j, word in enumerate(words):
-        bare = word.strip("\"'")
-        if pending is not None and not bare.startswith("-"):
-            if pending == "all":
-                tokens[word_at[j]] = REDACTED
-            elif pending in word:
-                tokens[word_at[j]] = word.split(pending, 1)[0] + pending + REDACTED
-            pending = None
-            continue
-        pending = None
-        if bare in _SEPARATORS or bare.endswith(";"):
-            expect_program = True
-            continue
-        if j == 0 or (expect_program and not bare.startswith("-") and not re.match(r"\w+=", bare)):
-            program = _program(bare)
-            expect_program = program in _WRAPPERS
-            continue
-        if program in _SHELLS and bare.lower() in ("-c", "/c", "/k", "-command"):
-            expect_program = True
-            continue
-        if not bare.startswith("-"):
-            continue
-        userpass = _USERPASS_FLAGS.get(program)
-        if userpass and _redact_attached_userpass(tokens, word_at[j], bare, userpass):
-            continue
-        if "=" in bare:
-            continue  # --pass=X and friends: handled by the key=value rule below
-        if attached_p and len(bare) > 2 and bare.startswith("-p") and not bare.startswith("-pass"):
-            tokens[word_at[j]] = word.replace(bare, "-p" + REDACTED, 1)
-            continue
-        if _SECRET_FLAG_RE.fullmatch(bare) or bare in _PROGRAM_SECRET_FLAGS.get(program, ()):
-            pending = "all"
-            continue
-        if userpass and bare in userpass[0]:
-            pending = userpass[1]
-            continue
-        if bare == "--userpass" or (bare == "-O" and _MINER_NAME_RE.fullmatch(program)):
-            pending = ":"  # cpuminer/minerd -O USER:PASS
-            continue
-        if bare == "-p":
-            nxt = words[j + 1].strip("\"'") if j + 1 < len(words) else ""
-            if program in _P_NOT_SECRET or _COMPILER_RE.fullmatch(program) or _PORTLIKE_RE.fullmatch(nxt):
-                continue
-            pending = "all"
-            continue
-
-    text = _redact_text("".join(tokens))
-    if len(text) > max_length:
-        text = text[: max(max_length - 3, 0)] + "..." if max_length >= 4 else text[:max_length]
-    return text

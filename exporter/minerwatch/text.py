@@ -13,12 +13,17 @@ an investigator can still tell `bad\\xffdir` from `bad\\xfedir`.
 from __future__ import annotations
 
 import re
-from typing import Optional, Union
+from typing import List, Optional, Union
 
 # C0 controls, DEL, C1 controls, lone surrogates (from os.fsdecode / surrogateescape), the
-# Unicode line and paragraph separators that terminals and log viewers treat as newlines, and the
-# bidirectional overrides that make a table row read differently from what it holds.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# Unicode line and paragraph separators that terminals and log viewers treat as newlines, the
+# bidirectional overrides that make a table row read differently from what it holds, and the
+# characters that render as nothing (zero-width space and joiners, direction marks, word joiner,
+# BOM, soft hyphen): `xmr\u200dig` must not look like `xmrig` to the person reading it.
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069"
+    "\ufeff\ud800-\udfff]"
+)
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -47,3 +52,13 @@ def host_text(value: Union[str, bytes, None], limit: Optional[int] = None) -> st
     if limit is not None and len(value) > limit:
         value = value[: max(limit - 1, 0)] + "…"
     return value
+
+
+def host_text_items(data: bytes, separator: str = "\0") -> List[str]:
+    """`data` split on `separator` (NUL-separated /proc files: environ, cmdline), each item as
+    `host_text` makes it; one decode and one scan for the common case where all is clean."""
+    text = data.decode("utf-8", "surrogateescape")
+    items = text.split(separator)
+    if _UNSAFE.search(text.replace(separator, "")) is None:
+        return items
+    return [host_text(item) for item in items]

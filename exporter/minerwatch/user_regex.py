@@ -2,7 +2,7 @@
 
 Python's `re` backtracks: a pattern such as `(a+)+$` against a long argument of `a`s takes
 exponential time and would hang every scrape. User patterns are compiled with RE2 (google-re2),
-whose matching time is linear in the input, and the input is bounded as well. Patterns RE2 does
+whose matching time is linear in the input. Patterns RE2 does
 not support (backreferences, look-around) are refused at start-up with the reason.
 """
 
@@ -11,10 +11,6 @@ from __future__ import annotations
 import re
 
 import re2
-
-# Longest text a user pattern is run over: a command line is already cut to a few KiB.
-MAX_INPUT = 64 * 1024
-
 
 class UserPattern:
     """A compiled user pattern with `search(text)`, as `re.Pattern` offers it."""
@@ -33,7 +29,8 @@ class UserPattern:
         self.pattern = pattern
 
     def search(self, text: str):
-        return self._compiled.search(text[:MAX_INPUT])
+        # The whole text: RE2 is linear in it, and cutting it would let `$` match at the cut.
+        return self._compiled.search(text)
 
 
 def compile_user_pattern(pattern: str) -> UserPattern:

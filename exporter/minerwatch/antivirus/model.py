@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, List, Mapping, Optional
 
+from minerwatch.text import host_text
+
 PATH, PROCESS, EXTENSION, IP, USER = "path", "process", "extension", "ip", "user"
 
 # How `value` is read: Defender/MDATP wildcards, ClamAV regex or directory, a plain word.
@@ -28,7 +30,13 @@ GLOB, REGEX, PREFIX, LITERAL = "glob", "regex", "prefix", "literal"
 
 
 class SourceError(Exception):
-    """A source that is there but cannot be read or parsed; str() is one line for the log."""
+    """A source that is there but cannot be read or parsed; str() is one line for the log.
+
+    The message often quotes the file (a bad line, a name): made safe here, once for every reader.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(host_text(message, 1024))
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,13 @@ class Exclusion:
     syntax: str = GLOB
     windows: bool = False  # case-insensitive, backslash paths
     where: str = field(default="", compare=False)  # file:line or registry key; moving a line is no change
+
+    def __post_init__(self) -> None:
+        # Exclusion values are file and program names a local administrator (or a miner's
+        # installer) wrote: safe text from here on, in the same escaped form as process paths,
+        # so that an exclusion of a path with a bad byte still matches that path.
+        object.__setattr__(self, "value", host_text(self.value))
+        object.__setattr__(self, "where", host_text(self.where))
 
     def describe(self) -> str:
         return f"{self.product} {self.kind} exclusion {self.value}"

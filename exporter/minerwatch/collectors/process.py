@@ -84,4 +84,9 @@ class ProcessCollector(Collector):
         for reason in ("permission", "io"):
             errors.add_metric([reason], table.read_errors_total.get(reason, 0))
         yield errors
+        yield CounterMetricFamily(
+            "minerwatch_process_skipped",
+            "Processes a scan left out because reading or classifying them failed unexpectedly (see the log).",
+            value=table.skipped_total,
+        )
 
