@@ -5,6 +5,7 @@
   denied one. `key` is HKEY_LOCAL_MACHINE or an open handle; names are case-insensitive.
 - EnumValue(key, index) -> (name, data, type); OSError (winerror 259) past the last value.
 - QueryInfoKey(key) -> (subkeys, values, last_modified in 100 ns since 1601).
+- QueryValueEx(key, value_name) -> (data, type); FileNotFoundError (winerror 2) for no such value.
 The tests build the registry with set_value / delete_value / deny, and read `opened` to check
 the access flags used.
 """
@@ -120,6 +121,13 @@ class FakeRegistry:
         folded = key.path.casefold()
         children = {k for k in self._keys if k.startswith(folded + "\\") and "\\" not in k[len(folded) + 1:]}
         return len(children), len(self._keys.get(folded, {})), self._modified.get(folded, 0)
+
+    def QueryValueEx(self, key: HKEYType, value_name: str) -> Tuple[object, int]:
+        self._check_open(key)
+        for name, (data, type_) in self._keys.get(key.path.casefold(), {}).items():
+            if name.casefold() == (value_name or "").casefold():
+                return data, type_
+        raise _winerror(FileNotFoundError, 2, 2, "The system cannot find the file specified")
 
     def CloseKey(self, key: HKEYType) -> None:
         key.Close()

@@ -12,6 +12,7 @@ command -v amtool >/dev/null 2>&1 || missing="$missing prometheus-alertmanager"
 command -v openssl >/dev/null 2>&1 || missing="$missing openssl"      # test certificates
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"          # test network namespaces
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"    # renders the report as a person sees it
+command -v makensis >/dev/null 2>&1 || missing="$missing nsis"        # compiles the Windows installer script
 python3 -c 'import ensurepip' 2>/dev/null || missing="$missing python3-venv"
 if [ -n "$missing" ]; then
     sudo=""

@@ -45,7 +45,7 @@ def test_empty_file_is_the_defaults(tmp_path):
     "text, message",
     [
         ("proces:\n  top_k: 3\n",
-         "{f}:1: proces: unknown key (known: allowlist, antivirus, gpu, network, process, signatures)"),
+         "{f}:1: proces: unknown key (known: allowlist, antivirus, energy, gpu, network, process, signatures)"),
         ("process:\n  top_k: -1\n", "{f}:2: process.top_k: must be an integer from 0 to 100"),
         ("process:\n  top_k: many\n", "{f}:2: process.top_k: must be an integer from 0 to 100"),
         ("process:\n  suspect_busy_cores: yes\n",
@@ -151,7 +151,7 @@ HOSTILE = [
     (content(b"process:\n  top_k: 2024-13-01\n"), "{f}:2: process.top_k: cannot read the value: month must be in 1..12"),
     (content(b"process:\n  ? [a, b]\n  : 1\n"), "{f}:2: process: keys must be plain strings"),
     (content(b'"pro\\ncess\\e[31m": 1\n'),
-     "{f}:1: pro\\ncess\\x1b[31m: unknown key (known: allowlist, antivirus, gpu, network, process, signatures)"),
+     "{f}:1: pro\\ncess\\x1b[31m: unknown key (known: allowlist, antivirus, energy, gpu, network, process, signatures)"),
     (content(b"signatures:\n  extra_patterns: ['(a+)+\\1']\n"),
      "{f}:2: signatures.extra_patterns[0]: not supported by the linear-time matcher (RE2): invalid escape sequence: \\1"),
     (content(b"a: 1\n---\nb: 2\n"), "{f}:2: invalid YAML: expected a single document in the stream, but found another document"),

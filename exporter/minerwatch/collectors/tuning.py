@@ -1,24 +1,44 @@
-"""Tuning collector: the state of what miners tune, hugepages and MSR writes (Linux).
+"""Tuning collector: the state of what miners tune, hugepages and MSR writes (Linux and Windows).
 
 XMRig reserves 2 MiB and 1 GiB hugepages for RandomX and writes model-specific registers through
-the `msr` module to disable prefetchers; a desktop seldom has either.
+the `msr` module to disable prefetchers; a desktop seldom has either. On Windows the same tuning
+is a WinRing0-style driver service (MSR writes) and SeLockMemoryPrivilege (large pages) held by
+an account that is no database service (see minerwatch/windows/drivers.py and privileges.py).
 
-Sample output:
+Sample output (Linux):
     minerwatch_tuning_hugepages_reserved_pages{page_size_bytes="2097152"} 1280
     minerwatch_tuning_hugepages_reserved_bytes 2.68435456e+09
     minerwatch_tuning_msr_module_loaded 1
     minerwatch_tuning_msr_writes_allowed 1
+Sample output (Windows):
+    minerwatch_tuning_msr_driver_services{driver="winring0",state="running"} 1
+    minerwatch_tuning_msr_driver_service_info{driver="winring0",path="\\??\\C:\\Users\\bob\\WinRing0x64.sys",service="WinRing0_1_2_0",state="running"} 1
+    minerwatch_tuning_lock_memory_privilege_holders{kind="user"} 1
+    minerwatch_tuning_lock_memory_privilege_holder_info{account="MINISTRY\\bob",kind="user",sid="S-1-5-21-...-1107"} 1
+    minerwatch_tuning_source_up{source="msr_drivers"} 1
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+from collections import Counter
 from typing import Dict, Iterable, Optional
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from minerwatch.registry import Collector, register
+from minerwatch import windows
+from minerwatch.registry import Collector, Context, register
+from minerwatch.windows.drivers import FAMILIES, MsrDriverReader
+from minerwatch.windows.privileges import KINDS as HOLDER_KINDS, LockMemoryReader
+
+log = logging.getLogger("minerwatch.tuning")
+_AUTO = object()
+MAX_INFO = 10  # per-service and per-account series: evidence, capped whatever the host holds
+# most suspect first, so the cap keeps what an investigator needs
+_HOLDER_ORDER = {kind: i for i, kind in enumerate(("user", "broad_group", "group", "unknown", "administrators",
+                                                   "service", "system"))}
 
 _HUGEPAGE_DIR = re.compile(r"^hugepages-(\d+)kB$")
 
@@ -58,9 +78,83 @@ def read_msr(sysfs: str) -> Optional[tuple]:
 @register
 class TuningCollector(Collector):
     name = "tuning"
-    help = "Reserved hugepages and MSR write access, the tuning XMRig applies."
+    help = "Hugepages, MSR access and large-page rights, the tuning XMRig applies (Linux sysfs, Windows SCM and LSA)."
+
+    def __init__(self, context: Context, win32=_AUTO):
+        super().__init__(context)
+        if win32 is _AUTO:
+            win32 = windows.load()
+        self.drivers = MsrDriverReader(win32.win32service) if win32 else None
+        self.lock_memory = LockMemoryReader(win32.win32security) if win32 else None
+        self._errors: Dict[str, str] = {}
 
     def collect(self) -> Iterable[Metric]:
+        yield from self._linux()
+        if self.drivers is not None:
+            yield from self._windows()
+
+    def _read(self, source: str, reader):
+        """reader.read(), or None when it failed (logged once per distinct problem)."""
+        try:
+            value = reader.read()
+        except windows.ReadFailed as exc:
+            if self._errors.get(source) != str(exc):
+                log.error("cannot read %s: %s", source, exc)
+            self._errors[source] = str(exc)
+            return None
+        if self._errors.pop(source, None):
+            log.info("%s readable again", source)
+        return value
+
+    def _windows(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily("minerwatch_tuning_source_up",
+                               "1 if a Windows source of tuning facts was read, 0 if it failed (see the log).",
+                               labels=["source"])
+        drivers = self._read("msr_drivers", self.drivers)
+        up.add_metric(["msr_drivers"], 0 if drivers is None else 1)
+        if drivers is not None:
+            counts = Counter((d.family, "running" if d.running else "stopped") for d in drivers)
+            services = GaugeMetricFamily(
+                "minerwatch_tuning_msr_driver_services",
+                "Kernel driver services that let programs write model-specific registers, by driver and state.",
+                labels=["driver", "state"],
+            )
+            for family in FAMILIES:
+                for state in ("running", "stopped"):
+                    services.add_metric([family, state], counts.get((family, state), 0))
+            yield services
+            info = GaugeMetricFamily(
+                "minerwatch_tuning_msr_driver_service_info",
+                f"One such driver service: its name and image path (running ones first, at most {MAX_INFO}).",
+                labels=["service", "driver", "path", "state"],
+            )
+            for d in sorted(drivers, key=lambda d: (not d.running, d.name))[:MAX_INFO]:
+                info.add_metric([d.name, d.family, d.path, "running" if d.running else "stopped"], 1)
+            yield info
+
+        holders = self._read("lock_memory_privilege", self.lock_memory)
+        up.add_metric(["lock_memory_privilege"], 0 if holders is None else 1)
+        if holders is not None:
+            counts = Counter(h.kind for h in holders)
+            per_kind = GaugeMetricFamily(
+                "minerwatch_tuning_lock_memory_privilege_holders",
+                "Accounts and groups holding SeLockMemoryPrivilege (large pages), by kind of holder.",
+                labels=["kind"],
+            )
+            for kind in HOLDER_KINDS:
+                per_kind.add_metric([kind], counts.get(kind, 0))
+            yield per_kind
+            info = GaugeMetricFamily(
+                "minerwatch_tuning_lock_memory_privilege_holder_info",
+                f"One holder of SeLockMemoryPrivilege (users and broad groups first, at most {MAX_INFO}).",
+                labels=["account", "sid", "kind"],
+            )
+            for h in sorted(holders, key=lambda h: (_HOLDER_ORDER[h.kind], h.account, h.sid))[:MAX_INFO]:
+                info.add_metric([h.account, h.sid, h.kind], 1)
+            yield info
+        yield up
+
+    def _linux(self) -> Iterable[Metric]:
         sysfs = self.context.sysfs
         pages = read_hugepages(sysfs)
         if pages is not None:
