@@ -14,6 +14,7 @@ from minerwatch.pool_intel import (
     SHIPPED_POOLS,
     SHIPPED_PORTS,
     PoolList,
+    PoolListLoader,
     PoolResolver,
     load_pool_list,
     parse_indicators,
@@ -120,6 +121,44 @@ def test_shipped_files_parse_strictly():
         parse_indicators(f, "pools.txt")
     with open(SHIPPED_PORTS) as f:
         parse_ports(f, "pool_ports.txt")
+
+
+def test_bad_bytes_and_control_characters_in_a_list_are_shown_escaped(tmp_path):
+    path = tmp_path / "iocs.txt"
+    path.write_bytes(b"# caf\xe9 comments may hold anything\ngood.example.com\npool.ex\xffample.com\n")
+    with pytest.raises(ConfigError) as err:
+        load_pool_list([(str(path), "iocs.txt")])
+    assert str(err.value) == "iocs.txt:3: not a domain, IP, CIDR or host:port: 'pool.ex\\xffample.com'"
+    path.write_bytes(b"0.0.0.0 ok.example.com evil\x1b[2J\xe2\x80\xae.example.com\n")
+    with pytest.raises(ConfigError) as err:
+        load_pool_list([(str(path), "iocs.txt")])
+    assert str(err.value) == "iocs.txt:1: not a domain in a hosts-file line: 'evil\\x1b[2J\\u202e.example.com'"
+    path.write_bytes(b"x" * 100000 + b" y\n")
+    with pytest.raises(ConfigError) as err:
+        load_pool_list([(str(path), "iocs.txt")])
+    assert len(str(err.value)) < 200  # a megabyte line is not a megabyte message
+
+
+def test_the_loader_reloads_changed_files_and_keeps_the_last_good_list(tmp_path):
+    path = tmp_path / "iocs.txt"
+    path.write_text("198.51.100.7\n")
+    loader = PoolListLoader([(str(path), "iocs.txt")], clock=lambda: 42.0)
+    first = loader.pools
+    assert loader.refresh() is False and loader.pools is first  # unchanged: nothing read
+    path.write_text("198.51.100.7\n198.51.100.8\n")
+    assert loader.refresh() is True
+    assert loader.pools.match_address("198.51.100.8", 1) == ("198.51.100.8", "iocs.txt:2")
+    good = loader.pools
+    path.write_text("198.51.100.7\nnot a line\n")
+    assert loader.refresh() is False and loader.pools is good
+    assert (loader.success, loader.failures_total) == (False, 1)
+    assert loader.error == "iocs.txt:2: not a domain, IP, CIDR or host:port: 'not a line'"
+    assert loader.refresh() is False and loader.failures_total == 1  # the same bad file: not counted again
+    path.unlink()  # the share is gone for a moment
+    assert loader.refresh() is False and loader.failures_total == 2 and loader.pools is good
+    path.write_text("203.0.113.9\n")
+    assert loader.refresh() is True and loader.success
+    assert loader.pools.match_address("203.0.113.9", 1) and not loader.pools.match_address("198.51.100.7", 1)
 
 
 def test_port_list_errors():
@@ -250,6 +289,9 @@ network:
     assert (settings.resolve_interval_seconds, settings.resolve_timeout_seconds) == (300.0, 1.5)
     assert (settings.resolve_max_names, settings.sniffer) == (50, "off")
     assert read_settings(load(tmp_path, "network:\n")).sniffer == "auto"
+    # issue 13: no desk looks pool names up unless told to (resolve centrally, or learn passively)
+    assert read_settings(load(tmp_path, "network:\n")).resolve_max_names == 0
+    assert read_settings(load(tmp_path, "process: {top_k: 3}\n")).resolve_max_names == 0
     assert read_settings(load(tmp_path, "network:\n  sniffer: auto\n")).sniffer == "auto"
     assert read_settings(load(tmp_path, "network:\n  sniffer: on\n")).sniffer == "on"
 

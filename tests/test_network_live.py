@@ -261,7 +261,7 @@ def test_resolved_pool_name_gives_dns_evidence(nets, servers, spawn):
             return answers[name]
         raise OSError("unknown")
 
-    net = nets("network:\n  sniffer: off\n", resolve=resolve)
+    net = nets("network:\n  sniffer: off\n  resolve_max_names: 256\n", resolve=resolve)  # opt-in: default 0
     assert net.collector.resolver.last_refresh == 0  # nothing is resolved before the first scrape
     net.scrape()
     wait_for(lambda: net.collector.resolver.last_refresh > 0, what="the first resolver round")
@@ -277,7 +277,7 @@ def test_resolved_pool_name_gives_dns_evidence(nets, servers, spawn):
 
 def test_a_hanging_resolver_never_slows_a_scrape(nets):
     release = threading.Event()
-    net = nets("network:\n  sniffer: off\n  resolve_timeout_seconds: 30\n",
+    net = nets("network:\n  sniffer: off\n  resolve_max_names: 256\n  resolve_timeout_seconds: 30\n",
                resolve=lambda name: release.wait(60) and [])
     try:
         start = time.monotonic()
@@ -441,28 +441,39 @@ def drop_cap_net_raw():
 
 
 @needs_raw
-def test_sniffer_sheds_load_instead_of_keeping_up(servers):
+def test_sniffer_sheds_load_instead_of_keeping_up():
     from minerwatch.sniffer import Sniffer
 
-    sink = servers(ThreadingServer(("127.0.0.1", 0), SilentHandler))
+    # UDP datagrams from port 53 (what the filter passes as DNS answers): one send is one packet,
+    # where TCP autocorking would merge small segments into a number of packets nobody can tell
+    address = f"127.{os.getpid() % 200 + 50}.{os.getpid() % 250 + 1}.53"
+    source = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        source.bind((address, 53))
+    except OSError as exc:
+        source.close()
+        sink.close()
+        pytest.skip(f"cannot bind {address}:53: {exc}")
+    sink.bind((address, 0))  # never read: the sink's own buffer overflows too, which does not matter
     sniffer = Sniffer(lambda name: None, max_pps=50, max_flows=16)
     assert sniffer.start()
     try:
         start = time.monotonic()
-        with socket.create_connection(("127.0.0.1", sink.port)) as conn:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            for i in range(20000):  # each a segment starting with '{': all pass the kernel filter
-                conn.send(b'{"n": %d}\n' % i)
+        for i in range(20000):
+            source.sendto(b"\x12\x34\x81\x80" + bytes(60), sink.getsockname())
         sent_in = time.monotonic() - start
         time.sleep(1.5)
         state = sniffer.snapshot()
         elapsed = time.monotonic() - start
         assert state.packets_total <= 50 * (elapsed + 1) + 50  # the budget held
         assert state.dropped_total > 0  # the rest was dropped by the kernel, and counted
-        assert state.flows <= 16
+        assert state.dns_responses["malformed"] == state.packets_total  # each was looked at, none trusted
         assert sent_in < 30  # the sender never waited for the sniffer (generous: shared, loaded CI hosts)
     finally:
         sniffer.stop()
+        source.close()
+        sink.close()
 
 
 def test_sniffer_without_cap_net_raw_is_quietly_down(tmp_path):
@@ -516,6 +527,31 @@ def test_bad_ioc_file_stops_start_up_with_file_and_line(tmp_path):
     assert str(err.value) == "iocs.txt:3: not a domain, IP, CIDR or host:port: 'foo bar'"
 
 
+def test_a_changed_ioc_file_is_reloaded_and_a_bad_one_keeps_the_last_good_list(nets, tmp_path, pool, spawn):
+    iocs = tmp_path / "iocs.txt"
+    iocs.write_text(f"127.0.0.1:{pool.port}\n")
+    net = nets(f"network:\n  ioc_files: [{iocs}]\n  sniffer: off\n")
+    miner = spawn.start("helper", ["idle", "127.0.0.1", pool.port], script=NETCLIENT)
+    [series] = wait_series(net, miner.pid, "the listed connection")
+    assert series["evidence"] == "list"
+    assert net.value("minerwatch_network_ioc_load_success") == 1
+    # a copy from the file share arrives broken (a bad byte): the last good list stays in use
+    iocs.write_bytes(f"127.0.0.1:{pool.port}\npool.ex\xffample.com\n".encode("latin-1"))
+    [series] = wait_series(net, miner.pid, "the listed connection, still")
+    assert series["evidence"] == "list"
+    assert net.value("minerwatch_network_ioc_load_success") == 0
+    assert net.value("minerwatch_network_ioc_load_failures_total") == 1
+    assert net.collector.lists.error == f"{iocs}:2: not a domain, IP, CIDR or host:port: 'pool.ex\\xffample.com'"
+    # the next good copy (renamed into place, as resolve-pools writes it) is the list in use
+    fixed = tmp_path / "iocs.new"
+    fixed.write_text("203.0.113.0/24\n")
+    os.replace(fixed, iocs)
+    wait_for(lambda: not [s for s in net.info() if s["pid"] == str(miner.pid) and s["evidence"] != "port"],
+             what="the connection no longer listed")
+    assert net.value("minerwatch_network_ioc_load_success") == 1
+    assert net.value("minerwatch_network_pool_addresses", source="list") == 1
+
+
 # -- exposition -----------------------------------------------------------------------------------
 
 
@@ -532,6 +568,8 @@ def test_exposition_passes_promtool(nets, tmp_path, pool, spawn, promtool):
         "minerwatch_network_pool_addresses", "minerwatch_network_pool_list_refresh_timestamp_seconds",
         "minerwatch_network_pool_resolve_failures_total", "minerwatch_network_sniffer_up",
         "minerwatch_network_sniffer_packets_total", "minerwatch_network_sniffer_dropped_total",
+        "minerwatch_network_dns_responses_total", "minerwatch_network_ioc_load_success",
+        "minerwatch_network_ioc_load_failures_total", "minerwatch_network_ioc_load_timestamp_seconds",
     ):
         assert f"\n{name}" in text, name
 

@@ -164,12 +164,14 @@ def scan(ctx, as_json, interval, **params):
 
 
 # Commands with modules of their own: evidence bundles (and `evidence verify`), the report an
-# investigator takes from Prometheus's history.
+# investigator takes from Prometheus's history, and the central pool resolver.
 from minerwatch.evidence import evidence  # noqa: E402
 from minerwatch.report import report  # noqa: E402
+from minerwatch.resolve_pools import resolve_pools  # noqa: E402
 
 cli.add_command(evidence)
 cli.add_command(report)
+cli.add_command(resolve_pools, "resolve-pools")
 
 
 def main(argv=None) -> None:

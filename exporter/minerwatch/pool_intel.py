@@ -6,11 +6,19 @@ as CoinBlockerLists publishes) give domains; `!domain` says "never a pool"; `#` 
 A bad line is a start-up error naming the file and line:
     iocs.txt:3: not a domain, IP, CIDR or host:port: 'foo bar'
 
-Domains are also resolved to addresses by a background thread (`PoolResolver`), so that a
-connection to a pool's address is seen even when neither DNS nor TLS was observed. That is
-weaker evidence (`dns`) than a Stratum flow or a TLS server name: addresses get reused and
-shared. Only names marked `stratum` in the shipped list and user domains (up to a cap) are
-resolved, never a pool's web site, and answers inside known CDN ranges are dropped.
+Every line is host text (a list may come from anywhere): it is decoded with its bad bytes kept
+visible (`\xff`) and passes through `host_text` before any error message shows it. At run time
+`PoolListLoader` reads the files again when they change; a bad file then keeps the last good list.
+
+Pool addresses come from three places. Listed ones (IPs, CIDRs, endpoints; the file that
+`minerwatch resolve-pools` writes centrally is such a list). Addresses learned from the DNS
+answers the host itself receives (the sniffer). And, only when `network.resolve_max_names` is
+above its default 0, a background thread (`PoolResolver`) that looks the names up from this
+host: on a fleet that is thousands of hosts asking DNS for mining pools, which is what DNS
+filters flag as infected. Resolved addresses are weaker evidence (`dns`) than a Stratum flow
+or a TLS server name: addresses get reused and shared. Only names marked `stratum` in the
+shipped list and user domains (up to a cap) are resolved, never a pool's web site, and answers
+inside known CDN ranges are dropped.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from minerwatch.config import ConfigError
+from minerwatch.text import host_text
 
 log = logging.getLogger("minerwatch.network")
 
@@ -179,26 +188,33 @@ def parse_indicators(lines: Iterable[str], name: str) -> Indicators:
                     continue
                 domain = normalize_domain(token)
                 if domain is None:
-                    raise ConfigError(f"{where}: not a domain in a hosts-file line: {token!r}")
+                    raise ConfigError(f"{where}: not a domain in a hosts-file line: {_shown(token)}")
                 out.domains.setdefault(domain, where)
             continue
         if len(tokens) == 2 and tokens[1] == "stratum":
             domain = normalize_domain(tokens[0])
             if domain is None:
-                raise ConfigError(f"{where}: only a domain can be marked stratum: {tokens[0]!r}")
+                raise ConfigError(f"{where}: only a domain can be marked stratum: {_shown(tokens[0])}")
             out.domains.setdefault(domain, where)
             if domain not in out.stratum:
                 out.stratum.append(domain)
             continue
         if len(tokens) != 1 or not _add_token(tokens[0], where, out):
-            raise ConfigError(f"{where}: not a domain, IP, CIDR or host:port: {line!r}")
+            raise ConfigError(f"{where}: not a domain, IP, CIDR or host:port: {_shown(line)}")
     return out
 
 
+def _shown(text: str) -> str:
+    """A token or line of a list file as an error message quotes it: safe, short, in quotes."""
+    return f"'{host_text(text, 120)}'"
+
+
 def load_indicators(path: str, shown_as: Optional[str] = None) -> Indicators:
-    shown = shown_as or path
+    shown = host_text(shown_as or path)
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
+        # surrogateescape: a bad byte stays visible (host_text shows it as \xff), and never
+        # turns into a character that could complete a domain
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
             return parse_indicators(f, shown)
     except OSError as exc:
         raise ConfigError(f"{shown}: cannot read: {exc.strerror}") from None
@@ -215,9 +231,9 @@ def parse_ports(lines: Iterable[str], name: str) -> FrozenSet[int]:
         try:
             first, last = int(low), int(high or low)
         except ValueError:
-            raise ConfigError(f"{name}:{number}: not a port or port range: {line!r}") from None
+            raise ConfigError(f"{name}:{number}: not a port or port range: {_shown(line)}") from None
         if not 0 < first <= last < 65536:
-            raise ConfigError(f"{name}:{number}: not a port or port range: {line!r}")
+            raise ConfigError(f"{name}:{number}: not a port or port range: {_shown(line)}")
         ports.update(range(first, last + 1))
     return frozenset(ports)
 
@@ -312,6 +328,57 @@ def load_pool_list(
         with open(shipped_ports, encoding="utf-8") as f:
             ports.update(parse_ports(f, os.path.basename(shipped_ports)))
     return PoolList(indicators, ports, first + then)
+
+
+class PoolListLoader:
+    """The pool list in use, read again when an IOC file changes (a new copy from the central
+    resolver, an edit). A reload that fails (a bad line, a file gone) keeps the last good list
+    and is reported; start-up errors still stop the exporter (the first load raises)."""
+
+    def __init__(
+        self,
+        ioc_files: Sequence[Tuple[str, str]] = (),
+        extra_ports: Iterable[int] = (),
+        exclude_domains: Iterable[str] = (),
+        clock: Callable[[], float] = time.time,
+    ):
+        self.ioc_files = list(ioc_files)
+        self.extra_ports, self.exclude_domains = list(extra_ports), list(exclude_domains)
+        self._clock = clock
+        self._stamp = self._stamps()
+        self.pools = load_pool_list(self.ioc_files, self.extra_ports, self.exclude_domains)
+        self.success = True  # the last load worked
+        self.failures_total = 0
+        self.error = ""
+        self.loaded_at = clock()  # when the list in use was read
+
+    def _stamps(self) -> Tuple:
+        stamps = []
+        for path, _ in self.ioc_files:
+            try:
+                st = os.stat(path)
+                stamps.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except OSError:
+                stamps.append(None)
+        return tuple(stamps)
+
+    def refresh(self) -> bool:
+        """Reload if a file changed since the last look; True when a new list is in use."""
+        stamp = self._stamps()
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            pools = load_pool_list(self.ioc_files, self.extra_ports, self.exclude_domains)
+        except ConfigError as exc:
+            self.success, self.error = False, str(exc)
+            self.failures_total += 1
+            log.warning("IOC files not reloaded, keeping the last good list: %s", exc)
+            return False
+        self.pools, self.success, self.error, self.loaded_at = pools, True, "", self._clock()
+        log.info("IOC files reloaded: %d pool domains, %d listed addresses", pools.domain_count,
+                 pools.literal_count)
+        return True
 
 
 # -- resolving ---------------------------------------------------------------------------------

@@ -1,22 +1,29 @@
-"""Stratum and TLS server names on the wire: a packet socket, a kernel filter, a bounded thread.
+"""Stratum, TLS server names and DNS answers on the wire: a packet socket, a kernel filter, a thread.
 
 A miner can be renamed and its settings hidden, but it must speak Stratum to its pool, and a TLS
 miner must name the pool in its ClientHello (SNI). This module reads the first bytes of TCP
-flows on every interface, loopback included, and records connections that are either.
+flows on every interface, loopback included, and records connections that are either. It also
+reads the DNS answers the host receives (UDP from port 53): when the name asked for, or a CNAME
+on the way, is a listed pool, the answered addresses become pool addresses for a while, so a
+connection to one is a pool connection even when the exporter itself never asks DNS anything.
 
 Cost is bounded whatever the traffic:
 - a classic BPF filter in the kernel passes only TCP segments whose payload starts with `{`
   (JSON) or 0x16 (a TLS handshake record), truncated to SNAPLEN bytes; bulk data never reaches
   Python;
 - flows live in a fixed-size LRU table; once classified, or after FLOW_BYTES bytes, a flow is
-  ignored;
+  ignored; learned pool addresses live in a fixed-size table too, each for its record's TTL
+  (floored and capped);
+- DNS messages are parsed defensively: compression pointers may only point backwards (no loops),
+  names stop at 255 bytes, counts are capped, and a truncated message keeps what was whole;
 - the thread handles at most `max_pps` packets a second; when behind it stops reading and the
   kernel drops (counted in minerwatch_network_sniffer_dropped_total): it never blocks anything.
 
 Linux only (AF_PACKET), and needs CAP_NET_RAW: without it the sniffer reports itself down.
 Limits: Stratum v2 (binary, encrypted) and TLS with Encrypted Client Hello are not recognised;
 a ClientHello larger than one segment (browsers with post-quantum key shares) is read from its
-first segment only.
+first segment only; DNS over TCP, DNS over TLS and DNS over HTTPS are not read (only plain UDP
+answers), nor answers of a resolver in another network namespace the host cannot see.
 """
 
 from __future__ import annotations
@@ -35,8 +42,9 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
-from minerwatch.pool_intel import canonical_ip
+from minerwatch.pool_intel import canonical_ip, usable_address
 from minerwatch.sockets import Endpoint
+from minerwatch.text import host_text
 
 log = logging.getLogger("minerwatch.network")
 
@@ -176,6 +184,196 @@ def parse_sni(data: bytes) -> Optional[str]:
     return None
 
 
+# -- DNS ------------------------------------------------------------------------------------------
+
+DNS_A, DNS_CNAME, DNS_AAAA = 1, 5, 28
+MAX_DNS_RECORDS = 64  # answer records read from one message, whatever its header claims
+MAX_NAME_BYTES = 255  # RFC 1035 2.3.4
+_LDH = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+class DnsError(ValueError):
+    """A message that is not a well-formed DNS message."""
+
+
+@dataclass(frozen=True)
+class DnsRecord:
+    name: str  # owner name, lower case, presentation form
+    kind: int  # DNS_A, DNS_AAAA or DNS_CNAME
+    ttl: int  # seconds
+    value: str  # the canonical address, or the CNAME's target name
+
+
+@dataclass(frozen=True)
+class DnsResponse:
+    ident: int
+    question: str
+    records: Tuple[DnsRecord, ...]  # the A, AAAA and CNAME records of the answer section
+
+
+def _label(raw: bytes) -> str:
+    """One label as text: letters, digits, `-` and `_` as they are, any other byte as \\DDD.
+
+    So a label holding a dot (`evil.pool` as one label) can never pass for two labels, and
+    control bytes never reach a log line or a label value."""
+    raw = raw.lower()
+    if all(b in _LDH for b in raw):
+        return raw.decode("ascii")
+    return "".join(chr(b) if b in _LDH else f"\\{b:03d}" for b in raw)
+
+
+def read_name(data: bytes, offset: int) -> Tuple[str, int]:
+    """(name, offset after it) of a possibly compressed name; raises DnsError or IndexError.
+
+    Every compression pointer must point before the previous one's target (the start of the
+    name at first): targets strictly decrease, so a hostile message cannot loop."""
+    labels: List[str] = []
+    size, pos, floor, end = 0, offset, offset, -1
+    while True:
+        length = data[pos]
+        if length & 0xC0 == 0xC0:
+            target = ((length & 0x3F) << 8) | data[pos + 1]
+            if target >= floor:
+                raise DnsError("compression pointer not pointing backwards")
+            if end < 0:
+                end = pos + 2
+            pos = floor = target
+            continue
+        if length & 0xC0:
+            raise DnsError("unknown label type")
+        if length == 0:
+            return ".".join(labels), (pos + 1 if end < 0 else end)
+        size += length + 1
+        if size > MAX_NAME_BYTES:
+            raise DnsError("name longer than 255 bytes")
+        raw = data[pos + 1 : pos + 1 + length]
+        if len(raw) != length:
+            raise IndexError("label cut short")
+        labels.append(_label(raw))
+        pos += 1 + length
+
+
+def parse_dns_response(data: bytes) -> Optional[DnsResponse]:
+    """The question and address/CNAME answers of a successful DNS response; None otherwise.
+
+    Never raises on hostile bytes. A message cut short (by the capture length or on purpose)
+    keeps the records read whole before the cut."""
+    try:
+        ident, flags, questions, answers = struct.unpack_from("!HHHH", data, 0)
+        # a response (QR), standard query (opcode 0), NOERROR, exactly one question
+        if not flags & 0x8000 or flags & 0x7800 or flags & 0x000F or questions != 1:
+            return None
+        question, pos = read_name(data, 12)
+        pos += 4  # qtype, qclass
+        if pos > len(data):
+            return None
+    except (IndexError, struct.error, DnsError):
+        return None
+    records: List[DnsRecord] = []
+    for _ in range(min(answers, MAX_DNS_RECORDS)):
+        try:
+            name, pos = read_name(data, pos)
+            kind, klass, ttl, length = struct.unpack_from("!HHIH", data, pos)
+            pos += 10
+            rdata = data[pos : pos + length]
+            if len(rdata) != length:
+                break
+            ttl = ttl if ttl < 0x80000000 else 0  # RFC 2181 8: a "negative" TTL means zero
+            if klass == 1 and kind == DNS_A and length == 4:
+                records.append(DnsRecord(name, kind, ttl, socket.inet_ntop(socket.AF_INET, rdata)))
+            elif klass == 1 and kind == DNS_AAAA and length == 16:
+                records.append(DnsRecord(name, kind, ttl, canonical_ip(socket.inet_ntop(socket.AF_INET6, rdata))))
+            elif klass == 1 and kind == DNS_CNAME:
+                records.append(DnsRecord(name, kind, ttl, read_name(data, pos)[0]))
+            pos += length
+        except (IndexError, struct.error, DnsError):
+            break
+    return DnsResponse(ident, question, tuple(records))
+
+
+def answer_chain(response: DnsResponse) -> Tuple[List[str], List[Tuple[str, int]]]:
+    """(names from the question along its CNAME chain, [(address, ttl)] answered for them).
+
+    Only records on the chain count: an address for some other name in the same message is
+    not an answer to the question (a cache-poisoning classic)."""
+    chain = [response.question]
+    for _ in range(len(response.records)):
+        target = next((r.value for r in response.records if r.kind == DNS_CNAME and r.name == chain[-1]), None)
+        if target is None or target in chain:
+            break
+        chain.append(target)
+    names = set(chain)
+    addresses = [(r.value, r.ttl) for r in response.records if r.kind != DNS_CNAME and r.name in names]
+    return chain, addresses
+
+
+@dataclass(frozen=True)
+class Learned:
+    """A pool address taken from a DNS answer the host received."""
+
+    address: str
+    name: str  # the name the host asked for
+    pool: str  # the listed domain it (or a CNAME on its chain) falls under
+    expires: float  # monotonic
+
+
+class DnsLearner:
+    """Pure logic: feed DNS responses, keep the answered addresses of pool names for a while.
+
+    Bounded: at most `max_entries` addresses (the least recently answered goes first), each kept
+    for its TTL floored at `min_ttl` (a scrape or a reconnect comes later than a short TTL) and
+    capped at `max_ttl` (an address a pool gave up should not stay a pool's for days)."""
+
+    def __init__(
+        self,
+        match_domain: Callable[[str], Optional[str]],
+        max_entries: int = 4096,
+        min_ttl: float = 300.0,
+        max_ttl: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.match_domain = match_domain
+        self.max_entries, self.min_ttl, self.max_ttl = max_entries, min_ttl, max_ttl
+        self._clock = clock
+        self._table: "OrderedDict[str, Learned]" = OrderedDict()
+        self.responses: Counter = Counter({"pool": 0, "other": 0, "malformed": 0})
+        self.evicted_total = 0
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def feed(self, payload: bytes) -> None:
+        """One DNS message (a UDP payload from port 53)."""
+        response = parse_dns_response(payload)
+        if response is None:
+            self.responses["malformed"] += 1
+            return
+        chain, addresses = answer_chain(response)
+        pool = next((p for p in map(self.match_domain, chain) if p), None)
+        if pool is None:
+            self.responses["other"] += 1
+            return
+        self.responses["pool"] += 1
+        now = self._clock()
+        for text, ttl in addresses:
+            address = usable_address(text)
+            if address is None:  # a sinkhole (the DNS filter blocked it) or a shared CDN address
+                continue
+            expires = now + min(max(float(ttl), self.min_ttl), self.max_ttl)
+            self._table.pop(address, None)
+            self._table[address] = Learned(address, host_text(response.question, 253), pool, expires)
+            while len(self._table) > self.max_entries:
+                self._table.popitem(last=False)
+                self.evicted_total += 1
+
+    def live(self) -> Dict[str, Learned]:
+        """The addresses not yet expired (expired ones are dropped here)."""
+        now = self._clock()
+        for address in [a for a, entry in self._table.items() if entry.expires <= now]:
+            del self._table[address]
+        return dict(self._table)
+
+
 # -- packets --------------------------------------------------------------------------------------
 
 Key = Tuple[bytes, int, bytes, int]  # (source address, port, destination address, port)
@@ -206,6 +404,28 @@ def parse_packet(data: bytes) -> Optional[Tuple[Key, int, bytes]]:
         return None
 
 
+def parse_udp_payload(data: bytes) -> Optional[bytes]:
+    """The payload of an IPv4/IPv6 UDP datagram (network header first); None if it is not one."""
+    try:
+        version = data[0] >> 4
+        if version == 4:
+            if data[9] != 17:
+                return None
+            udp = (data[0] & 0x0F) * 4
+        elif version == 6:
+            if data[6] != 17:
+                return None
+            udp = 40
+        else:
+            return None
+        length = struct.unpack_from("!H", data, udp + 4)[0]
+        if length < 8:
+            return None
+        return bytes(data[udp + 8 : udp + length])  # the capture may have cut it shorter
+    except (IndexError, struct.error):
+        return None
+
+
 def _address(raw: bytes) -> str:
     family = socket.AF_INET if len(raw) == 4 else socket.AF_INET6
     return canonical_ip(socket.inet_ntop(family, raw))
@@ -214,7 +434,7 @@ def _address(raw: bytes) -> str:
 # -- classic BPF ----------------------------------------------------------------------------------
 
 # opcodes (linux/filter.h)
-_LD_W_ABS, _LD_H_ABS, _LD_B_ABS, _LD_B_IND = 0x20, 0x28, 0x30, 0x50
+_LD_W_ABS, _LD_H_ABS, _LD_B_ABS, _LD_H_IND, _LD_B_IND = 0x20, 0x28, 0x30, 0x48, 0x50
 _LDX_B_MSH, _LD_MEM, _ST = 0xB1, 0x60, 0x02
 _ALU_ADD_K, _ALU_ADD_X, _ALU_SUB_X, _ALU_AND_K, _ALU_RSH_K = 0x04, 0x0C, 0x1C, 0x54, 0x74
 _JEQ_K, _JSET_K, _TAX, _TXA, _RET_K = 0x15, 0x45, 0x07, 0x87, 0x06
@@ -227,8 +447,8 @@ def build_filter(loopback_ifindex: int = 0, snaplen: int = SNAPLEN) -> List[Tupl
     """The kernel filter, for a SOCK_DGRAM packet socket (data starts at the network header).
 
     Accepts (truncated to `snaplen`) TCP segments, not fragments, with a payload whose first
-    byte is `{` or 0x16. On loopback every packet is seen twice (sent, then received): the sent
-    copy is dropped.
+    byte is `{` or 0x16, and UDP datagrams from port 53 (DNS answers). On loopback every packet
+    is seen twice (sent, then received): the sent copy is dropped.
     """
     prog: List[tuple] = []  # (code, jump-true label, jump-false label, k)
 
@@ -245,10 +465,11 @@ def build_filter(loopback_ifindex: int = 0, snaplen: int = SNAPLEN) -> List[Tupl
     op(_JEQ_K, 0x0800, "v4", None)
     op(_JEQ_K, 0x86DD, "v6", "drop")
     prog.append("v4")
-    op(_LD_B_ABS, 9)
-    op(_JEQ_K, 6, None, "drop")  # TCP
     op(_LD_H_ABS, 6)
     op(_JSET_K, 0x1FFF, "drop", None)  # not the first fragment
+    op(_LD_B_ABS, 9)
+    op(_JEQ_K, 17, "udp4", None)
+    op(_JEQ_K, 6, None, "drop")  # TCP
     op(_LD_H_ABS, 2)
     op(_ST, 0)  # M[0] = IP total length
     op(_LDX_B_MSH, 0)  # X = IP header length
@@ -260,8 +481,16 @@ def build_filter(loopback_ifindex: int = 0, snaplen: int = SNAPLEN) -> List[Tupl
     op(_LD_MEM, 0)
     op(_ALU_SUB_X)
     op(_JEQ_K, 0, "drop", "first")  # no payload
+    prog.append("udp4")
+    op(_LDX_B_MSH, 0)  # X = IP header length
+    op(_LD_H_IND, 0)  # UDP source port
+    op(_JEQ_K, 53, "accept", "drop")
     prog.append("v6")
     op(_LD_B_ABS, 6)
+    op(_JEQ_K, 17, None, "tcp6")  # UDP right after the fixed header
+    op(_LD_H_ABS, 40)  # UDP source port
+    op(_JEQ_K, 53, "accept", "drop")
+    prog.append("tcp6")
     op(_JEQ_K, 6, None, "drop")  # TCP right after the fixed header
     op(_LD_H_ABS, 4)
     op(_ST, 0)  # M[0] = payload length (TCP header included)
@@ -413,7 +642,7 @@ class FlowTracker:
             name = parse_sni(data)
             pool = self.match_domain(name) if name else None
             if pool:
-                self.sni_matches += self._record(key, "client", "sni", name, pool)
+                self.sni_matches += self._record(key, "client", "sni", host_text(name, 253), pool)
         else:
             found = recognize_stratum(data)
             if found:
@@ -446,10 +675,18 @@ class FlowTracker:
 
 
 class Sniffer:
-    """The packet socket and its thread around a FlowTracker; `up` is False when unavailable."""
+    """The packet socket and its thread around a FlowTracker and a DnsLearner; `up` is False when
+    unavailable."""
 
-    def __init__(self, match_domain: Callable[[str], Optional[str]], max_pps: int = 2000, **tracker_args):
+    def __init__(
+        self,
+        match_domain: Callable[[str], Optional[str]],
+        max_pps: int = 2000,
+        dns: Optional[DnsLearner] = None,
+        **tracker_args,
+    ):
         self.tracker = FlowTracker(match_domain, **tracker_args)
+        self.dns = dns if dns is not None else DnsLearner(match_domain)
         self.max_pps = max_pps
         self.up = False
         self.error = ""
@@ -490,10 +727,15 @@ class Sniffer:
     def _run(self) -> None:
         buf = bytearray(SNAPLEN)
         window, handled = time.monotonic(), 0
+        # poll, not select: select() fails on descriptors above 1023, which a busy exporter
+        # (or a test holding many sockets) reaches
+        poller = select.poll()
+        poller.register(self._sock, select.POLLIN)
+        poller.register(self._wake[0], select.POLLIN)
         while not self._stop.is_set():
             try:
                 # No timeout: between packets the thread sleeps, costing no CPU between scrapes.
-                select.select([self._sock, self._wake[0]], [], [])
+                poller.poll()
                 n = self._sock.recv_into(buf)
             except BlockingIOError:  # woken by stop(), or the packet went elsewhere
                 continue
@@ -502,12 +744,7 @@ class Sniffer:
                     log.warning("packet socket failed, sniffer stopped: %s", exc)
                     self.up, self.error = False, str(exc)
                 return
-            with self._lock:
-                self.packets_total += 1
-                try:
-                    self.tracker.feed(bytes(memoryview(buf)[:n]))
-                except Exception:  # a strange packet must not end the thread
-                    log.debug("packet not understood", exc_info=True)
+            self.feed(bytes(memoryview(buf)[:n]))
             handled += 1
             if handled >= self.max_pps:  # over budget: let the kernel drop until the next second
                 rest = 1.0 - (time.monotonic() - window)
@@ -516,6 +753,19 @@ class Sniffer:
                 window, handled = time.monotonic(), 0
             elif time.monotonic() - window >= 1.0:
                 window, handled = time.monotonic(), 0
+
+    def feed(self, packet: bytes) -> None:
+        """One packet the kernel filter passed: a DNS answer (UDP) or the start of a TCP flow."""
+        with self._lock:
+            self.packets_total += 1
+            try:
+                payload = parse_udp_payload(packet)
+                if payload is not None:
+                    self.dns.feed(payload)
+                else:
+                    self.tracker.feed(packet)
+            except Exception:  # a strange packet must not end the thread
+                log.debug("packet not understood", exc_info=True)
 
     def _read_drops(self) -> None:
         # The kernel's counters reset on every read: keep the sum.
@@ -540,6 +790,8 @@ class Sniffer:
                 sni_matches=t.sni_matches,
                 hits=dict(t.hits),
                 generation=t.generation,
+                learned=self.dns.live(),
+                dns_responses=dict(self.dns.responses),
             )
 
     def forget(self, conns) -> None:
@@ -557,3 +809,5 @@ class SnifferState:
     sni_matches: int = 0
     hits: Dict[Tuple[Endpoint, Endpoint], Hit] = field(default_factory=dict)
     generation: int = 0
+    learned: Dict[str, Learned] = field(default_factory=dict)  # pool addresses from DNS answers
+    dns_responses: Dict[str, int] = field(default_factory=lambda: {"pool": 0, "other": 0, "malformed": 0})

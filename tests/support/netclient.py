@@ -12,6 +12,10 @@ must be the traffic. Modes:
 With NETCLIENT_USER=name in its environment (and started as root), it first becomes that
 user, as a process that user started would be. Talks only to loopback (127.0.0.0/8, ::1) and to
 the network namespaces tests create (198.18.0.0/15, see netns.py); stopped by its PID.
+
+HOST may be a name only inside a test namespace set up by `Namespace.use_resolver`: it is
+looked up (through the C library, as any program would) only when /etc/resolv.conf names test
+servers alone and nsswitch asks nothing but files and DNS, so the machine's resolver is never asked.
 """
 
 from __future__ import annotations
@@ -38,10 +42,28 @@ def become(user: str) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(4, 1, 0, 0, 0)
 
 
+TEST_NET = ipaddress.ip_network("198.18.0.0/15")
+
+
+def lookup_in_test_namespace(name: str) -> str:
+    """The first IPv4 address of `name`, refusing to look up anything outside a test namespace."""
+    with open("/etc/resolv.conf") as f:
+        servers = [line.split()[1] for line in f if line.startswith("nameserver") and len(line.split()) > 1]
+    with open("/etc/nsswitch.conf") as f:
+        hosts = next((line.split()[1:] for line in f if line.startswith("hosts:")), [])
+    if not servers or any(ipaddress.ip_address(s) not in TEST_NET for s in servers) or hosts != ["files", "dns"]:
+        raise SystemExit("netclient looks names up only in a test namespace with its own resolv.conf")
+    return socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+
+
 def main(argv) -> None:
     if os.environ.get("NETCLIENT_USER"):
         become(os.environ["NETCLIENT_USER"])
     mode, host, port = argv[0], argv[1], int(argv[2])
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        host = lookup_in_test_namespace(host)
     address = ipaddress.ip_address(host)
     if not (address.is_loopback or address in ipaddress.ip_network("198.18.0.0/15")):
         raise SystemExit("netclient talks only to loopback and test namespaces")

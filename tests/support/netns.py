@@ -9,6 +9,12 @@ host's socket table does not list). This builds the smallest such setup:
 198.18.0.0/15 is reserved for benchmarking (RFC 2544), so it reaches nothing real; the pair is
 refused when the host already routes any of it. Everything is removed by `close()`; servers
 started inside are processes stopped by their PID. Needs root and `ip` (iproute2).
+
+`use_resolver(ip)` gives the namespace its own name-service files, which `ip netns exec`
+bind-mounts over /etc: a resolv.conf naming only the test's DNS server, an nsswitch.conf that
+asks /etc/hosts then DNS (never a machine daemon such as systemd-resolved), and a hosts file
+with only localhost and this machine's own name. A look-up inside then never reaches the
+machine's resolver.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -80,6 +87,21 @@ class Namespace:
         self.run("ip", "link", "set", self.ns_if, "up")
         self.run("ip", "link", "set", "lo", "up")
 
+    @property
+    def etc(self) -> Path:
+        return Path("/etc/netns") / self.name
+
+    def use_resolver(self, nameserver: str) -> None:
+        """Processes started in the namespace from now on resolve names through `nameserver` only."""
+        if ipaddress.ip_address(nameserver) not in TEST_NET:
+            raise ValueError(f"{nameserver} is not a test-namespace address")
+        self.etc.mkdir(parents=True, exist_ok=True)
+        (self.etc / "resolv.conf").write_text(f"nameserver {nameserver}\noptions timeout:1 attempts:1\n")
+        (self.etc / "nsswitch.conf").write_text("passwd: files\ngroup: files\nhosts: files dns\n")
+        # a desk resolves its own name from its hosts file, as Debian's installer writes it
+        (self.etc / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {socket.gethostname()}\n"
+                                        "::1 localhost ip6-localhost\n")
+
     def run(self, *argv: str) -> None:
         _ip("netns", "exec", self.name, *argv)
 
@@ -113,3 +135,4 @@ class Namespace:
         self.procs = []
         _ip("link", "del", self.host_if, check=False)  # removes its peer too
         _ip("netns", "del", self.name, check=False)
+        shutil.rmtree(self.etc, ignore_errors=True)

@@ -3,10 +3,15 @@
 Evidence for a connection, strongest first (a connection can have several, comma-joined):
     stratum  its first bytes on the wire are Stratum, any dialect, any port (sniffer)
     sni      its TLS ClientHello names a listed pool (sniffer)
-    list     its remote address is in a list: IP, CIDR or host:port
-    dns      its remote address is what a listed pool name resolves to; weaker than the above
-             (addresses are reused), so CDN and sinkhole answers are never used
+    list     its remote address is in a list: IP, CIDR or host:port (including the file that
+             `minerwatch resolve-pools` writes centrally)
+    dns      its remote address is one that a DNS answer the host received gave for a listed pool
+             name (sniffer), or, only where `resolve_max_names` > 0, that this exporter resolved;
+             weaker than the above (addresses are reused), so CDN and sinkhole answers are never used
     port     only its remote port is a usual Stratum port: weak, exported, never a signal alone
+
+By default the exporter sends no DNS query at all (`resolve_max_names: 0`): ten thousand desks
+asking for mining-pool names every few minutes is itself what DNS filters flag as infection.
 Any evidence but `port` gives the process the `pool_connection` signal (see process_table.py).
 
 Sample output:
@@ -30,7 +35,7 @@ import yaml
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from minerwatch.config import Node
-from minerwatch.pool_intel import PoolList, PoolResolver, Resolve, load_pool_list, normalize_domain, system_resolve
+from minerwatch.pool_intel import PoolList, PoolListLoader, PoolResolver, Resolve, normalize_domain, system_resolve
 from minerwatch.registry import Collector, Context, register
 from minerwatch.signatures import Match
 from minerwatch.sniffer import DIALECTS, Sniffer, SnifferState
@@ -57,7 +62,7 @@ class NetworkSettings:
     extra_ports: List[int] = field(default_factory=list)
     resolve_interval_seconds: float = 600.0
     resolve_timeout_seconds: float = 2.0
-    resolve_max_names: int = 256
+    resolve_max_names: int = 0  # no look-ups from the desk: resolve centrally (resolve-pools) or learn passively
     sniffer: str = "auto"  # auto | on | off
     sniffer_node: Optional[Node] = None  # where `sniffer: on` was said, for the start-up error
 
@@ -145,8 +150,14 @@ class PoolMonitor:
         max_weak: int = 20,
         min_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        lists: Optional[PoolListLoader] = None,
+        resolve_max_names: int = 0,
     ):
         self.pools, self.resolver, self.sockets, self.sniffer = pools, resolver, sockets, sniffer
+        self.lists, self.resolve_max_names = lists, resolve_max_names
+        # connections made while their address was a learned pool address: they keep that
+        # evidence for as long as they last, even after the DNS answer's time is up
+        self._learned_conns: Dict[Tuple, Tuple[str, str, str]] = {}
         self.max_weak = max_weak
         self.min_interval = min_interval
         self._clock = clock
@@ -177,9 +188,17 @@ class PoolMonitor:
                 self._scan(now)
             return list(self.matches)
 
-    def _evidence(self, conn: Conn, hits) -> List[Tuple[str, str, str]]:
+    def _reload_lists(self) -> None:
+        if self.lists is None or not self.lists.refresh():
+            return
+        self.pools = self.lists.pools
+        if self.resolve_max_names:
+            self.resolver.names = self.pools.resolve_names(self.resolve_max_names)
+
+    def _evidence(self, conn: Conn, hits, learned, learned_conns) -> List[Tuple[str, str, str]]:
         found = []
-        hit = hits.get((conn.local, conn.remote))
+        key = (conn.local, conn.remote)
+        hit = hits.get(key)
         if hit is not None:
             found.append((hit.evidence, hit.pool, hit.detail))
         remote = conn.remote
@@ -191,18 +210,30 @@ class PoolMonitor:
             if ports is None or remote.port in ports:
                 found.append(("dns", name, f"an address of {name}"))
                 break
+        if not any(kind == "dns" for kind, _, _ in found):
+            seen = self._learned_conns.get(key)
+            entry = learned.get(remote.ip)
+            if entry is not None:
+                ports = self.pools.name_ports.get(entry.pool)
+                if ports is None or remote.port in ports:
+                    seen = ("dns", entry.pool, f"the host looked up {entry.name}: DNS answered {remote.ip}")
+            if seen is not None:
+                learned_conns[key] = seen
+                found.append(seen)
         if remote.port in self.pools.ports:
             found.append(("port", "", f"usual Stratum port {remote.port}"))
         return found
 
     def _scan(self, now: float) -> None:
+        self._reload_lists()
         state = self.sniffer.snapshot() if self.sniffer is not None else SnifferState()
         hits = state.hits
         strong: List[PoolConnection] = []
         weak: List[PoolConnection] = []
         seen = set()
+        learned_conns: Dict[Tuple, Tuple[str, str, str]] = {}
         for conn in self.sockets.connections():
-            evidence = self._evidence(conn, hits)
+            evidence = self._evidence(conn, hits, state.learned, learned_conns)
             if evidence:
                 seen.add((conn.local, conn.remote))
                 match = PoolConnection(conn, evidence)
@@ -232,6 +263,7 @@ class PoolMonitor:
         if reasons != self._reasons:
             self._reasons = reasons
             self.generation += 1
+        self._learned_conns = learned_conns  # closed connections are forgotten
         self.matches = matches
         self.weak_total = len(weak)
         self.sniffer_state = state
@@ -253,7 +285,8 @@ class NetworkCollector(Collector):
     ):
         super().__init__(context)
         settings = read_settings(context.config)  # ConfigError at start-up, not at scrape time
-        self.pools = load_pool_list(settings.ioc_files, settings.extra_ports, settings.exclude_domains)
+        self.lists = PoolListLoader(settings.ioc_files, settings.extra_ports, settings.exclude_domains)
+        self.pools = self.lists.pools
         names = self.pools.resolve_names(settings.resolve_max_names)
         wanted = len(self.pools.resolve_names(len(self.pools.resolvable)))
         if len(names) < wanted:
@@ -267,7 +300,8 @@ class NetworkCollector(Collector):
         max_suspects = table.settings.max_suspects if table is not None else 20
         self.max_series = max_suspects
         self.monitor = PoolMonitor(
-            self.pools, self.resolver, sockets or default_sockets(context.procfs), self.sniffer, max_suspects
+            self.pools, self.resolver, sockets or default_sockets(context.procfs), self.sniffer, max_suspects,
+            lists=self.lists, resolve_max_names=settings.resolve_max_names,
         )
         context.signal_sources.append(self.monitor)  # one classification: the process table asks it
         if table is not None and self.monitor not in table.signal_sources:
@@ -276,7 +310,8 @@ class NetworkCollector(Collector):
     def _start_sniffer(self, settings: NetworkSettings) -> Optional[Sniffer]:
         if settings.sniffer == "off":
             return None
-        sniffer = Sniffer(self.pools.match_domain)
+        # through the loader: a reloaded list is the one the sniffer's thread matches against
+        sniffer = Sniffer(lambda name: self.lists.pools.match_domain(name))
         if sniffer.start():
             return sniffer
         if settings.sniffer == "on":
@@ -344,20 +379,47 @@ class NetworkCollector(Collector):
             value=state.sni_matches,
         )
 
+        pools = self.monitor.pools
         yield GaugeMetricFamily(
             "minerwatch_network_pool_domains", "Pool domains in the shipped list and IOC files.",
-            value=self.pools.domain_count,
+            value=pools.domain_count,
         )
         addresses = GaugeMetricFamily(
             "minerwatch_network_pool_addresses",
-            "Pool addresses known: listed (IPs, CIDRs, host:port) and resolved from pool names.",
+            "Pool addresses known: listed (IPs, CIDRs, host:port), resolved by this exporter (dns; none by "
+            "default) and learned from DNS answers the host received (dns_answers).",
             labels=["source"],
         )
-        addresses.add_metric(["list"], self.pools.literal_count)
+        addresses.add_metric(["list"], pools.literal_count)
         addresses.add_metric(["dns"], self.resolver.address_count)
+        addresses.add_metric(["dns_answers"], len(state.learned))
         yield addresses
+        responses = CounterMetricFamily(
+            "minerwatch_network_dns_responses",
+            "DNS answers the sniffer read, by result: pool (a listed pool name was asked), other, malformed.",
+            labels=["result"],
+        )
+        for result in ("pool", "other", "malformed"):
+            responses.add_metric([result], state.dns_responses.get(result, 0))
+        yield responses
         yield GaugeMetricFamily(
-            "minerwatch_network_pool_resolve_names", "Pool names the resolver looks up each round.",
+            "minerwatch_network_ioc_load_success",
+            "1 if the last load of the IOC files worked; 0: a reload failed and the last good list is in use.",
+            value=1 if self.lists.success else 0,
+        )
+        yield CounterMetricFamily(
+            "minerwatch_network_ioc_load_failures",
+            "Reloads of changed IOC files that failed (bad line, unreadable); the last good list stays.",
+            value=self.lists.failures_total,
+        )
+        yield GaugeMetricFamily(
+            "minerwatch_network_ioc_load_timestamp_seconds",
+            "When the IOC files in use were read.",
+            value=self.lists.loaded_at,
+        )
+        yield GaugeMetricFamily(
+            "minerwatch_network_pool_resolve_names",
+            "Pool names this exporter looks up each round (0 by default: the host sends no DNS queries).",
             value=len(self.resolver.names),
         )
         yield GaugeMetricFamily(

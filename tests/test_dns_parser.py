@@ -1,0 +1,274 @@
+"""DNS answers on the wire: parsing real-shaped and hostile messages, and learning pool addresses."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+import pytest
+
+from minerwatch.pool_intel import PoolList, parse_indicators
+from minerwatch.sniffer import (
+    DNS_A,
+    DNS_AAAA,
+    DNS_CNAME,
+    DnsLearner,
+    DnsRecord,
+    Sniffer,
+    answer_chain,
+    build_filter,
+    parse_dns_response,
+    parse_udp_payload,
+    read_name,
+)
+from support.dnsserver import answer, encode_name, record, response
+
+ZONE = {
+    "pool.supportxmr.com": [("A", "198.51.100.7", 120), ("AAAA", "2001:db8::7", 120)],
+    "innocent.example.net": [("CNAME", "edge.example.org", 30)],
+    "edge.example.org": [("CNAME", "gulf.moneroocean.stream", 30)],
+    "gulf.moneroocean.stream": [("A", "198.51.100.9", 5)],
+    "www.example.org": [("A", "192.0.2.10", 300)],
+    "blocked.supportxmr.com": [("A", "0.0.0.0", 300)],
+    "cdn.supportxmr.com": [("A", "104.16.1.1", 300)],
+}
+
+
+def pools() -> PoolList:
+    return PoolList(parse_indicators(["supportxmr.com", "gulf.moneroocean.stream stratum", "!www.example.org"], "t"))
+
+
+def header(ident=0x1234, flags=0x8180, qd=1, an=1, ns=0, ar=0) -> bytes:
+    return struct.pack("!HHHHHH", ident, flags, qd, an, ns, ar)
+
+
+# -- well-formed messages -------------------------------------------------------------------------
+
+
+def test_a_and_aaaa_answers_with_a_compressed_owner_name():
+    body = encode_name("pool.supportxmr.com") + struct.pack("!HH", 1, 1)
+    a = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 120, 4) + bytes([198, 51, 100, 7])
+    aaaa = b"\xc0\x0c" + struct.pack("!HHIH", 28, 1, 60, 16) + bytes.fromhex("20010db8000000000000000000000007")
+    parsed = parse_dns_response(header(an=2) + body + a + aaaa)
+    assert parsed.ident == 0x1234 and parsed.question == "pool.supportxmr.com"
+    assert parsed.records == (
+        DnsRecord("pool.supportxmr.com", DNS_A, 120, "198.51.100.7"),
+        DnsRecord("pool.supportxmr.com", DNS_AAAA, 60, "2001:db8::7"),
+    )
+
+
+def test_cname_chain_is_followed_from_the_question_only():
+    parsed = parse_dns_response(answer(ZONE, 7, "innocent.example.net", 1))
+    chain, addresses = answer_chain(parsed)
+    assert chain == ["innocent.example.net", "edge.example.org", "gulf.moneroocean.stream"]
+    assert addresses == [("198.51.100.9", 5)]
+    assert [r.kind for r in parsed.records] == [DNS_CNAME, DNS_CNAME, DNS_A]
+    # an address for a name that is not on the chain is no answer to the question
+    stray = record("pool.supportxmr.com", "A", "203.0.113.66", 60)
+    parsed = parse_dns_response(response(8, "www.example.org", 1, [record("www.example.org", "A", "192.0.2.10", 60),
+                                                                    stray]))
+    assert answer_chain(parsed)[1] == [("192.0.2.10", 60)]
+
+
+def test_queries_errors_and_other_opcodes_are_not_answers():
+    assert parse_dns_response(answer(ZONE, 1, "nothing.example", 1)) is None  # NXDOMAIN
+    query = struct.pack("!HHHHHH", 1, 0x0100, 1, 0, 0, 0) + encode_name("pool.supportxmr.com") + b"\0\1\0\1"
+    assert parse_dns_response(query) is None  # a query, not a response
+    two = header(qd=2, an=0) + (encode_name("a.example") + b"\0\1\0\1") * 2
+    assert parse_dns_response(two) is None
+
+
+def test_labels_with_dots_or_control_bytes_cannot_pass_for_a_pool_name():
+    # one label "evil.supportxmr" then "com": on the wire that is not pool.supportxmr.com's suffix
+    name = bytes([15]) + b"evil.supportxmr" + bytes([3]) + b"com\0"
+    msg = header(an=1) + name + b"\0\1\0\1" + b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + bytes(4)
+    parsed = parse_dns_response(msg)
+    assert parsed.question == "evil\\046supportxmr.com"
+    assert pools().match_domain(parsed.question) is None
+    weird = bytes([5]) + b"a\x1b[2J" + bytes([3]) + b"com\0"
+    name_text, _ = read_name(weird, 0)
+    assert name_text == "a\\027\\0912j.com" and name_text.isprintable()
+
+
+# -- hostile messages -----------------------------------------------------------------------------
+
+
+def test_compression_pointer_loops_end_at_once():
+    question = encode_name("pool.supportxmr.com") + b"\0\1\0\1"
+    self_loop = header(an=1) + question + b"\xc0" + bytes([12 + len(question)])  # points at itself
+    parsed = parse_dns_response(self_loop + struct.pack("!HHIH", 1, 1, 60, 4) + bytes(4))
+    assert parsed is not None and parsed.records == ()
+    # two labels that point at each other: 12 -> 14 -> 12 ...
+    mutual = header(an=0) + b"\xc0\x0e\xc0\x0c" + b"\0\1\0\1"
+    assert parse_dns_response(mutual) is None
+    # a pointer into the middle of the same name, reached again after a label (the classic trap)
+    trap = header(an=0) + b"\x01a\xc0\x0c" + b"\0\1\0\1"
+    assert parse_dns_response(trap) is None
+
+
+def test_huge_counts_and_truncation_keep_only_what_is_whole():
+    full = answer(ZONE, 3, "pool.supportxmr.com", 1)
+    claims = full[:6] + struct.pack("!H", 65535) + full[8:]  # says 65535 answers, holds one
+    assert [r.value for r in parse_dns_response(claims).records] == ["198.51.100.7"]
+    for cut in range(len(full)):
+        parsed = parse_dns_response(full[:cut])  # every prefix: no exception, no half record
+        assert parsed is None or parsed.records == () or cut == len(full)
+    long_name = b"".join(bytes([63]) + b"a" * 63 for _ in range(5)) + b"\0"  # 320 bytes: over 255
+    assert parse_dns_response(header(an=0) + long_name + b"\0\1\0\1") is None
+
+
+def test_random_and_mutated_messages_never_raise():
+    rng = random.Random(1729)
+    seeds = [answer(ZONE, 9, name, qtype) for name in ZONE for qtype in (1, 28)]
+    for i in range(20000):
+        if i % 2:
+            data = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 120)))
+        else:
+            data = bytearray(rng.choice(seeds))
+            for _ in range(rng.randrange(1, 6)):
+                data[rng.randrange(len(data))] = rng.getrandbits(8)
+            data = bytes(data[: rng.randrange(len(data) + 1)])
+        parsed = parse_dns_response(data)
+        if parsed is not None:
+            assert len(parsed.records) <= 64
+            answer_chain(parsed)
+
+
+# -- packets and the kernel filter ----------------------------------------------------------------
+
+
+def ipv4_udp(payload: bytes, sport=53, dport=40000, frag=0) -> bytes:
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, frag, 64, 17, 0, bytes([192, 0, 2, 53]),
+                       bytes([192, 0, 2, 10])) + udp
+
+
+def ipv6_udp(payload: bytes, sport=53) -> bytes:
+    udp = struct.pack("!HHHH", sport, 40000, 8 + len(payload), 0) + payload
+    return struct.pack("!IHBB16s16s", 6 << 28, len(udp), 17, 64, bytes(16), bytes(16)) + udp
+
+
+def run_filter(program, packet: bytes, protocol: int) -> int:
+    """A classic-BPF interpreter for the opcodes build_filter uses (what the kernel would do)."""
+    a = x = 0
+    mem = [0] * 16
+    pc = 0
+    while True:
+        code, jt, jf, k = program[pc]
+        pc += 1
+        if code == 0x20:
+            a = {0xFFFFF000: protocol, 0xFFFFF004: 0, 0xFFFFF008: 2}.get(k) if k >= 0xFFFFF000 else \
+                struct.unpack_from("!I", packet, k)[0]
+        elif code == 0x28:
+            a = struct.unpack_from("!H", packet, k)[0]
+        elif code == 0x30:
+            a = packet[k]
+        elif code == 0x48:
+            a = struct.unpack_from("!H", packet, x + k)[0]
+        elif code == 0x50:
+            a = packet[x + k]
+        elif code == 0xB1:
+            x = (packet[k] & 0x0F) * 4
+        elif code == 0x60:
+            a = mem[k]
+        elif code == 0x02:
+            mem[k] = a
+        elif code == 0x04:
+            a = (a + k) & 0xFFFFFFFF
+        elif code == 0x0C:
+            a = (a + x) & 0xFFFFFFFF
+        elif code == 0x1C:
+            a = (a - x) & 0xFFFFFFFF
+        elif code == 0x54:
+            a &= k
+        elif code == 0x74:
+            a >>= k
+        elif code == 0x07:
+            x = a
+        elif code == 0x87:
+            a = x
+        elif code == 0x15:
+            pc += jt if a == k else jf
+        elif code == 0x45:
+            pc += jt if a & k else jf
+        elif code == 0x06:
+            return k
+        else:
+            raise AssertionError(f"opcode {code:#x}")
+
+
+def test_the_kernel_filter_passes_dns_answers_and_nothing_else_udp():
+    program = build_filter(loopback_ifindex=1)
+    dns = answer(ZONE, 1, "pool.supportxmr.com", 1)
+    assert run_filter(program, ipv4_udp(dns), 0x0800) > 0
+    assert run_filter(program, ipv6_udp(dns), 0x86DD) > 0
+    assert run_filter(program, ipv4_udp(dns, sport=40000, dport=53), 0x0800) == 0  # a query going out
+    assert run_filter(program, ipv4_udp(dns, sport=443), 0x0800) == 0  # QUIC and the like
+    assert run_filter(program, ipv4_udp(dns, frag=0x0010), 0x0800) == 0  # a later fragment
+    assert run_filter(program, ipv6_udp(dns, sport=5353), 0x86DD) == 0
+    assert parse_udp_payload(ipv4_udp(dns)) == dns and parse_udp_payload(ipv6_udp(dns)) == dns
+
+
+# -- learning -------------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_answers_for_pool_names_are_learned_for_their_ttl_floored_and_capped():
+    clock = Clock()
+    learner = DnsLearner(pools().match_domain, min_ttl=300, max_ttl=3600, clock=clock)
+    learner.feed(answer(ZONE, 1, "pool.supportxmr.com", 1))
+    learner.feed(answer(ZONE, 2, "innocent.example.net", 1))  # a CNAME to a listed pool
+    learner.feed(answer(ZONE, 3, "www.example.org", 1))  # not a pool
+    learner.feed(answer(ZONE, 4, "blocked.supportxmr.com", 1))  # sinkholed by a DNS filter
+    learner.feed(answer(ZONE, 5, "cdn.supportxmr.com", 1))  # behind a shared CDN
+    learner.feed(b"\x00\x01garbage")
+    live = learner.live()
+    assert set(live) == {"198.51.100.7", "198.51.100.9"}
+    assert (live["198.51.100.7"].pool, live["198.51.100.7"].name) == ("supportxmr.com", "pool.supportxmr.com")
+    assert (live["198.51.100.9"].pool, live["198.51.100.9"].name) == ("gulf.moneroocean.stream",
+                                                                      "innocent.example.net")
+    assert dict(learner.responses) == {"pool": 4, "other": 1, "malformed": 1}
+    assert live["198.51.100.9"].expires == 1000 + 300  # TTL 5: floored
+    assert live["198.51.100.7"].expires == 1000 + 300  # TTL 120: floored
+    learner.feed(response(6, "pool.supportxmr.com", 1, [record("pool.supportxmr.com", "A", "198.51.100.7", 86400)]))
+    assert learner.live()["198.51.100.7"].expires == 1000 + 3600  # a day: capped
+    clock.now += 301
+    assert set(learner.live()) == {"198.51.100.7"}
+    clock.now += 3600
+    assert learner.live() == {}
+
+
+def test_the_table_is_bounded_and_the_least_recently_answered_goes():
+    learner = DnsLearner(pools().match_domain, max_entries=100)
+    for i in range(1000):
+        address = f"198.18.{i // 250}.{i % 250 + 1}"
+        learner.feed(response(i, f"n{i}.supportxmr.com", 1, [record(f"n{i}.supportxmr.com", "A", address, 60)]))
+    live = learner.live()
+    assert len(live) == 100 and learner.evicted_total == 900
+    assert "198.18.3.250" in live and "198.18.0.1" not in live
+
+
+def test_the_sniffer_routes_udp_to_the_learner_and_a_bad_packet_to_nothing():
+    sniffer = Sniffer(pools().match_domain)
+    sniffer.feed(ipv4_udp(answer(ZONE, 1, "pool.supportxmr.com", 1)))
+    sniffer.feed(ipv4_udp(b"\xff" * 40))
+    sniffer.feed(b"\x45")  # not even a header
+    state = sniffer.snapshot()
+    assert set(state.learned) == {"198.51.100.7"}
+    assert state.dns_responses == {"pool": 1, "other": 0, "malformed": 1}
+    assert state.packets_total == 3
+
+
+@pytest.mark.parametrize("ttl", [0, 0xFFFFFFFF])
+def test_zero_and_negative_ttls_still_get_the_floor(ttl):
+    clock = Clock()
+    learner = DnsLearner(pools().match_domain, min_ttl=300, clock=clock)
+    learner.feed(response(1, "pool.supportxmr.com", 1, [record("pool.supportxmr.com", "A", "198.51.100.7", ttl)]))
+    assert learner.live()["198.51.100.7"].expires == 1300
