@@ -33,7 +33,7 @@ def test_version():
          "(for example :9789 or 127.0.0.1:9789) (see 'minerwatch serve --help')"),
         (["serve", "--collector.nosuch"],
          "minerwatch: error: No such option '--collector.nosuch'. (Did you mean one of: '--collector.gpu', "
-         "'--collector.host', '--no-collector.host'?) (see 'minerwatch serve --help')"),
+         "'--collector.host', '--collector.windows'?) (see 'minerwatch serve --help')"),
         (["serve", "--log.level=loud"],
          "minerwatch: error: Invalid value for '--log.level': 'loud' is not one of 'debug', 'info', 'warn', "
          "'error'. (see 'minerwatch serve --help')"),

@@ -21,7 +21,7 @@ from minerwatch.collectors.gpu import GpuCollector
 from minerwatch.config import Config, ConfigError
 from minerwatch.proc_reader import ProcfsReader, user_name
 from minerwatch.process_table import ProcessSettings
-from minerwatch.registry import CollectorRunner, Context
+from minerwatch.collectors.base import CollectorRunner, Context
 
 EXPORTER = Path(__file__).resolve().parent.parent / "exporter" / "minerwatch"
 SOURCES = [EXPORTER / "gpu_reader.py", EXPORTER / "collectors" / "gpu.py"]

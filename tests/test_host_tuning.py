@@ -8,7 +8,7 @@ from conftest import check_metrics
 from minerwatch.collectors.host import HostCollector, parse_proc_stat, read_psutil
 from minerwatch.collectors.tuning import TuningCollector
 from minerwatch.config import Config
-from minerwatch.registry import Context
+from minerwatch.collectors.base import Context
 
 
 def expose(collector) -> str:

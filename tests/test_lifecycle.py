@@ -26,7 +26,7 @@ from procfs_fixture import FakeProcess, build
 SLOW_MAIN = textwrap.dedent("""\
     import os, sys, time
     from prometheus_client.core import GaugeMetricFamily
-    from minerwatch.registry import Collector, register
+    from minerwatch.collectors.base import Collector, register
 
     RUNS = [0]
 

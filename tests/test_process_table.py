@@ -234,7 +234,7 @@ def test_collector_reports_skipped_processes_and_still_succeeds(tmp_path):
 
     from minerwatch.collectors.process import ProcessCollector
     from minerwatch.config import Config
-    from minerwatch.registry import Context
+    from minerwatch.collectors.base import Context
 
     reader = BrokenForOne(host(tmp_path, [MINER, COMPILER, IDLE]), pid=200)
     context = Context(config=Config())

@@ -6,7 +6,7 @@ import time
 
 from prometheus_client.core import GaugeMetricFamily
 
-from minerwatch.registry import Collector, CollectorRunner
+from minerwatch.collectors.base import Collector, CollectorRunner
 
 
 class Hanging(Collector):

@@ -44,7 +44,7 @@ def test_collectors_expose_on_windows():
     from minerwatch.collectors.tuning import TuningCollector
     from minerwatch.collectors.windows import WindowsCollector
     from minerwatch.config import Config
-    from minerwatch.registry import Context
+    from minerwatch.collectors.base import Context
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(TuningCollector(Context(config=Config())))

@@ -14,7 +14,7 @@ from fakewinreg import FakeRegistry
 from minerwatch.collectors.tuning import TuningCollector
 from minerwatch.collectors.windows import WindowsCollector
 from minerwatch.config import Config
-from minerwatch.registry import Context
+from minerwatch.collectors.base import Context
 from minerwatch.windows import ReadFailed
 from minerwatch.windows.defender_events import CHANNEL, ExclusionEventReader, parse_event, parse_time
 from minerwatch.windows.drivers import MsrDriverReader, family_of

@@ -14,7 +14,8 @@ from minerwatch import __version__, config as config_module
 from minerwatch.allowlist import Allowlist
 from minerwatch.proc_reader import default_reader
 from minerwatch.process_table import ProcessSettings, ProcessTable
-from minerwatch.registry import Collector, CollectorRunner, Context, available
+from minerwatch.collectors import available
+from minerwatch.collectors.base import Collector, CollectorRunner, Context
 from minerwatch.signatures import Signatures
 
 log = logging.getLogger("minerwatch")

@@ -11,7 +11,8 @@ import click
 from minerwatch import __version__, logs
 from minerwatch.app import Options, build_collectors, build_context, build_registry, enabled_collectors
 from minerwatch.config import ConfigError
-from minerwatch.registry import DEFAULT_TIMEOUT, CollectorRunner, available
+from minerwatch.collectors import available
+from minerwatch.collectors.base import DEFAULT_TIMEOUT, CollectorRunner
 from minerwatch.text import host_text
 
 DEFAULT_PORT = 9789

@@ -528,7 +528,7 @@ def verify(bundle: str, manifest_sha256: Optional[str] = None) -> List[str]:
 
 def _build(procfs: str, sysfs: str, config_file: Optional[str], reader: str):
     from minerwatch.app import Options, build_collectors, build_context
-    from minerwatch.registry import available
+    from minerwatch.collectors import available
 
     context = build_context(Options(config_file=config_file, procfs=procfs, sysfs=sysfs, reader=reader))
     wanted = [name for name in ("network", "antivirus", "gpu") if name in available()]

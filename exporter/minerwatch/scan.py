@@ -14,7 +14,7 @@ from typing import List
 
 from minerwatch.antivirus import describe_exclusions
 from minerwatch.process_table import ProcessView
-from minerwatch.registry import Context
+from minerwatch.collectors.base import Context
 from minerwatch.text import host_text as _safe
 
 

@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Optional
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from minerwatch.app import Options, build_collectors, build_context, close_collectors, enabled_collectors
-from minerwatch.registry import CollectorRunner
+from minerwatch.collectors.base import CollectorRunner
 from minerwatch.text import host_text
 
 log = logging.getLogger("minerwatch")

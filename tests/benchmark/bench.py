@@ -342,7 +342,7 @@ def profile_minerwatch(args, config: str) -> List[Dict[str, object]]:
     from prometheus_client.exposition import choose_encoder
 
     from minerwatch.app import Options, build_collectors, build_context, build_registry, enabled_collectors
-    from minerwatch.registry import CollectorRunner
+    from minerwatch.collectors.base import CollectorRunner
 
     options = Options(config_file=config)
     runner = CollectorRunner(build_collectors(build_context(options), enabled_collectors(options)))

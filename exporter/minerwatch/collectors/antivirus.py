@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from minerwatch.antivirus.sources import FORMATS, build_sources, read_settings, registry_module
 from minerwatch.antivirus.watcher import ExclusionWatcher
-from minerwatch.registry import Collector, Context, register
+from minerwatch.collectors.base import Collector, Context, register
 
 _AUTO = object()
 # product -> every kind it can hold, so a kind that drops to none reads 0 rather than vanishing

@@ -29,7 +29,7 @@ from minerwatch import rapl
 from minerwatch.collectors.host import busy_seconds, read_cpu
 from minerwatch.collectors.process import LABELS
 from minerwatch.proc_reader import ReadError
-from minerwatch.registry import Collector, Context, register
+from minerwatch.collectors.base import Collector, Context, register
 
 log = logging.getLogger("minerwatch.energy")
 

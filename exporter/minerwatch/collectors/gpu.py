@@ -28,7 +28,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from minerwatch.gpu_reader import DEFAULT_RETRY_SECONDS, GpuProcess, GpuReading, NvmlReader
-from minerwatch.registry import Collector, Context, register
+from minerwatch.collectors.base import Collector, Context, register
 
 GPU = ["gpu", "uuid"]
 PROCESS = GPU + ["pid", "name", "user"]

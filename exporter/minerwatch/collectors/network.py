@@ -36,7 +36,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from minerwatch.config import Node
 from minerwatch.pool_intel import PoolList, PoolListLoader, PoolResolver, Resolve, normalize_domain, system_resolve
-from minerwatch.registry import Collector, Context, register
+from minerwatch.collectors.base import Collector, Context, register
 from minerwatch.signatures import Match
 from minerwatch.sniffer import DIALECTS, Sniffer, SnifferState
 from minerwatch.sockets import Conn, default_sockets

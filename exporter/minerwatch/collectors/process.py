@@ -13,7 +13,7 @@ from typing import Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from minerwatch.registry import Collector, register
+from minerwatch.collectors.base import Collector, register
 
 LABELS = ["pid", "name", "user"]
 

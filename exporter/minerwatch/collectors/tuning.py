@@ -29,7 +29,7 @@ from typing import Dict, Iterable, Optional
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from minerwatch import windows
-from minerwatch.registry import Collector, Context, register
+from minerwatch.collectors.base import Collector, Context, register
 from minerwatch.windows.drivers import FAMILIES, MsrDriverReader
 from minerwatch.windows.privileges import KINDS as HOLDER_KINDS, LockMemoryReader
 

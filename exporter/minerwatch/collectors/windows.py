@@ -26,7 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from minerwatch import windows
 from minerwatch.antivirus.sources import registry_module
-from minerwatch.registry import Collector, Context, register
+from minerwatch.collectors.base import Collector, Context, register
 from minerwatch.text import host_text
 from minerwatch.windows.defender_events import ExclusionEvent, ExclusionEventReader
 from minerwatch.windows.service_config import ServiceConfigReader

@@ -1,4 +1,9 @@
-"""Collector registry: every collector registers itself by name, the runner times each one."""
+"""What every collector shares: the Collector interface, the Context, registration by name, and
+the runner that times each collector on a scrape (node_exporter keeps these beside its collectors).
+
+Collector modules import this one; `minerwatch.collectors` imports every collector module and
+offers `available()`, so nothing here imports a collector.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-log = logging.getLogger("minerwatch.registry")
+log = logging.getLogger("minerwatch.collectors")
 
 
 class Collector:
@@ -66,10 +71,9 @@ def register(cls: type) -> type:
     return cls
 
 
-def available() -> Dict[str, type]:
-    """All registered collectors by name, importing the built-in ones first."""
-    import minerwatch.collectors  # noqa: F401  (registers the built-in collectors)
-
+def registered() -> Dict[str, type]:
+    """The collectors registered so far, by name (`minerwatch.collectors.available()` first
+    imports the built-in ones)."""
     return dict(sorted(_REGISTRY.items()))
 
 
