@@ -129,7 +129,21 @@ def test_tls(tmp_path, certs):
          "{f}:2: tls_server_config.cert_file: cannot load certificate and key: [Errno 2] No such file or directory"),
         ("tls_server_config:\n  key_file: k\n", "{f}:2: tls_server_config: cert_file is required for TLS"),
         ("basic_auth_users:\n  alice: plaintext\n",
-         "{f}:2: basic_auth_users.alice: must be a bcrypt hash (htpasswd -nBC 10 '' | tr -d ':')"),
+         "{f}:2: basic_auth_users.alice: must be a bcrypt hash: $2a$, $2b$ or $2y$, a cost from 04 to 31, $, "
+         "then 53 characters (htpasswd -nBC 10 '' | tr -d ':')"),
+        ("basic_auth_users:\n  alice: $2b$10$short\n",
+         "{f}:2: basic_auth_users.alice: must be a bcrypt hash: $2a$, $2b$ or $2y$, a cost from 04 to 31, $, "
+         "then 53 characters (htpasswd -nBC 10 '' | tr -d ':')"),
+        ("basic_auth_users:\n  alice: $2b$10$" + "a" * 53 + "\n  bob: $2y$12$" + "b" * 53 + "\n",
+         "{f}:3: basic_auth_users.bob: cost 12 differs from alice's cost 10: give every user the same cost, "
+         "or response times tell which user names exist"),
+        ("http_server_config:\n  http2: true\n",
+         "{f}:2: http_server_config.http2: minerwatch serves HTTP/1.1 only; set http2: false or remove the key"),
+        ("http_server_config:\n  headers:\n    X-Frame-Options: allow\n",
+         "{f}:3: http_server_config.headers.X-Frame-Options: must be one of deny, sameorigin"),
+        ("http_server_config:\n  headers:\n    Server: x\n",
+         "{f}:3: http_server_config.headers.Server: unknown key (known: Content-Security-Policy, "
+         "Strict-Transport-Security, X-Content-Type-Options, X-Frame-Options, X-XSS-Protection)"),
         ("basic_auth: {}\n",
          "{f}:1: basic_auth: unknown key (known: basic_auth_users, http_server_config, tls_server_config)"),
     ],
