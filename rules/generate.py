@@ -8,21 +8,31 @@ with Go template braces; `[[[rateInterval]]]` is a range selector around a place
 
 Besides the config values (nested keys joined by dots; lists as "a, b, c"), sources can use:
   <list>Regex             the list joined by "|", e.g. [[strongSignalsRegex]]
-  localTime               vector(time() + offset): the local wall clock as a sample value
-  officeStartMinute, officeEndMinute   minutes after local midnight
-  officeDayExpr           1/0 expression: local day_of_week() is an office day
+  offHoursExpr            the expression of instance:minerwatch_off_hours:bool: 1 off hours, 0
+                          in the office, per target, from the office calendar (officeHours: UTC
+                          offset, hours, days, public holidays, per-site overrides)
+  hostDashboardUrl, fleetDashboardUrl   Grafana links (grafanaUrlBase + the dashboards' uids,
+                          read from dashboards/*.json) with the alert's job/instance or site
   peerLevel               peerLabels joined by "_", the level of the peer recording rule
   peerTemplateMatchers, peerTemplateArgs   printf format and arguments that select an
                           alert's peer group in a template query
+  fleetCoverageLabelsLevel, fleetCoverageTemplateMatchers, fleetCoverageTemplateArgs
+                          the same for the site groups of fleet coverage
 
 All recording rules go into one group in minerwatch.rules.yml, ordered so that a rule comes
 after the rules it reads; all alerts into one group in minerwatch.alerts.yml. Every alert
-gets runbook_url = runbookUrlBase + lowercase alert name + ".md".
+gets runbook_url = runbookUrlBase + lowercase alert name + ".md" and, unless its source sets
+one, dashboard_url = hostDashboardUrl.
 
-Usage: python rules/generate.py [--check] [--config FILE] [--src DIR] [--out DIR]
+`--set key=value` overrides a config value without editing config.yml (nested keys with dots,
+the value read as YAML), e.g. --set runbookUrlBase=https://wiki.ministry.local/minerwatch/
+
+Usage: python rules/generate.py [--check] [--config FILE] [--set KEY=VALUE]... [--src DIR] [--out DIR]
 """
 
 import argparse
+import datetime
+import json
 import re
 import sys
 from pathlib import Path
@@ -30,6 +40,7 @@ from pathlib import Path
 import yaml
 
 HERE = Path(__file__).resolve().parent
+DASHBOARDS = HERE.parent / "dashboards"
 GROUPS = {
     "recording": ("minerwatch.rules.yml", "minerwatch.rules"),
     "alerting": ("minerwatch.alerts.yml", "minerwatch.alerts"),
@@ -43,6 +54,9 @@ RECORD_NAME = re.compile(r"^[a-z_][a-z0-9_]*:[a-z0-9_]+:[a-z0-9_]+$")
 ALERT_NAME = re.compile(r"^Minerwatch(?:[A-Z][a-z0-9]*)+$")
 SEVERITIES = ("critical", "warning", "info")
 HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+HOLIDAY = re.compile(r"^(?:(\d{4})-)?(\d{2})-(\d{2})$")
+URL_BASE = re.compile(r"^https?://[^\s/]+(/[^\s]*)?/$")
+SITE_KEYS = ("utcOffsetHours", "start", "end", "days", "holidays")
 
 
 class ConfigError(Exception):
@@ -84,7 +98,120 @@ def _day_expr(days, local_time):
     return " + ".join(terms) if terms else "vector(0)"
 
 
-def derive(config):
+def _holidays(entries, name, errors):
+    """Holidays as sorted (year or None, month, day): "MM-DD" every year, "YYYY-MM-DD" once."""
+    days = set()
+    for entry in entries or []:
+        if isinstance(entry, datetime.date):  # YAML reads an unquoted 2026-05-27 as a date
+            entry = entry.isoformat()
+        match = HOLIDAY.match(str(entry))
+        try:
+            if not match:
+                raise ValueError
+            year, month, day = (int(g) if g else None for g in match.groups())
+            datetime.date(year or 2024, month, day)  # 2024: a leap year, so 02-29 is a date
+        except ValueError:
+            errors.append(f"config: {name} entries must be \"MM-DD\" (every year) or \"YYYY-MM-DD\" (once), got {entry!r}")
+            continue
+        days.add((year, month, day))
+    return sorted(days, key=lambda d: (d[0] or 0, d[1], d[2]))
+
+
+def _holiday_expr(holidays, local_time):
+    """A 1/0 PromQL expression true on a local public holiday; runs of days in a month merged."""
+    runs = []
+    for year, month, day in holidays:
+        if runs and runs[-1][:2] == [year, month] and day == runs[-1][3] + 1:
+            runs[-1][3] = day
+        else:
+            runs.append([year, month, day, day])
+    dom = f"day_of_month({local_time})"
+    terms = []
+    for year, month, first, last in runs:
+        parts = [f"(year({local_time}) == bool {year})"] if year else []
+        parts.append(f"(month({local_time}) == bool {month})")
+        parts += [f"({dom} == bool {first})"] if first == last else [f"({dom} >= bool {first})", f"({dom} <= bool {last})"]
+        terms.append(" * ".join(parts))
+    return "(\n  " + "\n+ ".join(terms) + "\n) > bool 0" if terms else "vector(0)"
+
+
+def _calendar_expr(calendar, name, errors):
+    """1 off hours, 0 in the office, for one calendar (UTC offset, hours, days, holidays)."""
+    offset = calendar.get("utcOffsetHours", 0)
+    if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not -12 <= offset <= 14:
+        errors.append(f"config: {name}.utcOffsetHours must be a number of hours in -12..14, got {offset!r}")
+        offset = 0
+    start = _minutes(calendar.get("start"), f"{name}.start", errors)
+    end = _minutes(calendar.get("end"), f"{name}.end", errors)
+    if start >= end:
+        errors.append(f"config: {name}.start must be before {name}.end (same local day)")
+    days = calendar.get("days") or []
+    if not all(isinstance(d, int) and 0 <= d <= 6 for d in days):
+        errors.append(f"config: {name}.days must list day_of_week() numbers 0 (Sunday) .. 6, got {days!r}")
+        days = []
+    holidays = _holidays(calendar.get("holidays"), f"{name}.holidays", errors)
+    seconds = int(round(offset * 3600))
+    local = f"vector(time() + {seconds})" if seconds >= 0 else f"vector(time() - {-seconds})"
+    minute = f"(hour({local}) * 60 + minute({local}))"
+    return (
+        "(\n  1 - (\n"
+        f"      ({minute} >= bool {start})\n"
+        f"    * ({minute} < bool {end})\n"
+        f"    * ({_day_expr(days, local)})\n"
+        f"    * (1 - ({_indent(_holiday_expr(holidays, local), '        ')}))\n"
+        "  )\n)"
+    )
+
+
+def _indent(text, prefix):
+    return text.replace("\n", "\n" + prefix)
+
+
+def _regex_literal(value):
+    """`value` as an RE2 literal inside a PromQL double-quoted string."""
+    return "".join(c if c.isalnum() or c == "_" else "\\\\" + c for c in value)
+
+
+def _off_hours_expr(office, selector, errors):
+    """instance:minerwatch_off_hours:bool: per target, the calendar of its site (label `site`)."""
+    sites = office.get("sites") or {}
+    if not isinstance(sites, dict):
+        errors.append("config: officeHours.sites must map site names (the `site` label) to calendar overrides")
+        sites = {}
+    default = {k: v for k, v in office.items() if k != "sites"}
+    parts = []
+    for site, override in sites.items():
+        override = override or {}
+        unknown = sorted(set(override) - set(SITE_KEYS)) if isinstance(override, dict) else ["(not a mapping)"]
+        if unknown:
+            errors.append(f"config: officeHours.sites.{site} may set {', '.join(SITE_KEYS)}; got {', '.join(map(str, unknown))}")
+            continue
+        expr = _calendar_expr(dict(default, **override), f"officeHours.sites.{site}", errors)
+        parts.append((f'up{{{selector}, site="{site}"}}', expr))
+    others = f', site!~"{"|".join(_regex_literal(str(s)) for s in sites)}"' if sites else ""
+    parts.append((f"up{{{selector}{others}}}", _calendar_expr(default, "officeHours", errors)))
+    return "\nor\n".join(
+        f"(\n    0 * {series}\n  + on () group_left ()\n    {_indent(expr, '    ')}\n)" for series, expr in parts
+    )
+
+
+def _url_base(config, key, errors):
+    value = str(config.get(key) or "")
+    if not URL_BASE.match(value):
+        errors.append(f"config: {key} must be an http(s) URL ending with \"/\", got {value!r}")
+    return value
+
+
+def _dashboard_uid(name, dashboards, errors):
+    path = Path(dashboards) / f"{name}.json"
+    try:
+        return json.loads(path.read_text())["uid"]
+    except (OSError, ValueError, KeyError) as exc:
+        errors.append(f"{path}: cannot read the dashboard uid ({exc})")
+        return name
+
+
+def derive(config, dashboards=DASHBOARDS):
     """All placeholder values: the flattened config plus derived expressions."""
     errors = [
         f"config: {key} must be set" for key in ("selector", "runbookUrlBase", "evaluationInterval") if not config.get(key)
@@ -92,38 +219,38 @@ def derive(config):
     values = {}
     _flatten("", config, values)
     office = config.get("officeHours") or {}
-    offset = office.get("utcOffsetHours", 0)
-    if not isinstance(offset, (int, float)) or not -12 <= offset <= 14:
-        errors.append(f"config: officeHours.utcOffsetHours must be a number of hours in -12..14, got {offset!r}")
-        offset = 0
-    start = _minutes(office.get("start"), "officeHours.start", errors)
-    end = _minutes(office.get("end"), "officeHours.end", errors)
-    if start >= end:
-        errors.append("config: officeHours.start must be before officeHours.end (same local day)")
-    days = office.get("days") or []
-    if not all(isinstance(d, int) and 0 <= d <= 6 for d in days):
-        errors.append(f"config: officeHours.days must list day_of_week() numbers 0 (Sunday) .. 6, got {days!r}")
-        days = []
-    seconds = int(round(offset * 3600))
-    local_time = f"vector(time() + {seconds})" if seconds >= 0 else f"vector(time() - {-seconds})"
+    _url_base(config, "runbookUrlBase", errors)
+    grafana = _url_base(config, "grafanaUrlBase", errors)
+    host_uid = _dashboard_uid("minerwatch-host", dashboards, errors)
+    fleet_uid = _dashboard_uid("minerwatch-fleet", dashboards, errors)
     values.update(
-        localTime=local_time,
-        officeStartMinute=str(start),
-        officeEndMinute=str(end),
-        officeDayExpr=_day_expr(days, local_time),
+        offHoursExpr=_off_hours_expr(office, config.get("selector", ""), errors),
+        hostDashboardUrl=f"{grafana}d/{host_uid}/{host_uid}?var-job={{{{ $labels.job | urlquery }}}}"
+                         f"&var-instance={{{{ $labels.instance | urlquery }}}}",
+        fleetDashboardUrl=f"{grafana}d/{fleet_uid}/{fleet_uid}?var-job={{{{ $labels.job | urlquery }}}}"
+                          f"&var-site={{{{ $labels.site | urlquery }}}}",
         peerLevel="_".join(config.get("peerLabels") or []),
         peerTemplateMatchers=",".join(f"{label}=%q" for label in config.get("peerLabels") or []),
         peerTemplateArgs=" ".join(f"$labels.{label}" for label in config.get("peerLabels") or []),
     )
+    coverage = config.get("fleetCoverageLabels") or []
+    values.update(
+        fleetCoverageLabelsLevel="_".join(coverage),
+        fleetCoverageTemplateMatchers=",".join(f"{label}=%q" for label in coverage),
+        fleetCoverageTemplateArgs=" ".join(f"$labels.{label}" for label in coverage),
+    )
     if not values["peerLevel"]:
         errors.append("config: peerLabels must list at least one label, e.g. [job]")
+    if not coverage:
+        errors.append("config: fleetCoverageLabels must list at least one label, e.g. [job, site]")
     if errors:
         raise ConfigError("\n".join(errors))
     return values
 
 
 def substitute(text, values, source):
-    """Replace [[name]] placeholders; unknown names are errors with file and line."""
+    """Replace [[name]] placeholders; unknown names are errors with file and line. A multi-line
+    value keeps the indentation of the line it is placed on (YAML block scalars need it)."""
     errors = []
 
     def replace(match):
@@ -132,7 +259,9 @@ def substitute(text, values, source):
             line = text.count("\n", 0, match.start()) + 1
             errors.append(f"{source}:{line}: unknown placeholder [[{name}]]")
             return match.group(0)
-        return values[name]
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        indent = re.match(r"[ \t]*", text[line_start:]).group(0)
+        return values[name].replace("\n", "\n" + indent)
 
     result = PLACEHOLDER.sub(replace, text)
     if errors:
@@ -151,12 +280,13 @@ def _clean(value):
     return value
 
 
-def _canonical(rule, runbook_base):
+def _canonical(rule, runbook_base, dashboard_url):
     keys = ("record", "alert", "expr", "for", "keep_firing_for", "labels", "annotations")
     rule = _clean(rule)
     if "alert" in rule:
         annotations = dict(rule.get("annotations") or {})
         annotations.setdefault("runbook_url", f"{runbook_base}{rule['alert'].lower()}.md")
+        annotations.setdefault("dashboard_url", dashboard_url)
         rule["annotations"] = annotations
     out = {k: rule[k] for k in keys if k in rule}
     out.update({k: v for k, v in rule.items() if k not in out})
@@ -213,10 +343,29 @@ def _str_representer(dumper, value):
 _Dumper.add_representer(str, _str_representer)
 
 
-def render(config_path=HERE / "config.yml", src_dir=HERE / "src"):
+def override(config, assignment):
+    """Apply one --set KEY=VALUE (nested keys with dots, the value read as YAML) to `config`."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. --set runbookUrlBase=https://wiki.local/runbooks/")
+    *parents, leaf = key.strip().split(".")
+    node = config
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {assignment!r}: {part} is not a mapping in the config")
+    try:
+        node[leaf] = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {assignment!r}: the value is not YAML ({exc})") from None
+
+
+def render(config_path=HERE / "config.yml", src_dir=HERE / "src", overrides=(), dashboards=DASHBOARDS):
     """Return {file name: YAML text} for the generated rule files."""
     config = yaml.safe_load(Path(config_path).read_text()) or {}
-    values = derive(config)
+    for assignment in overrides:
+        override(config, assignment)
+    values = derive(config, dashboards)
     collected = {kind: [] for kind in GROUPS}
     errors = []
     for path in sorted(Path(src_dir).glob("*.yml")):
@@ -234,7 +383,7 @@ def render(config_path=HERE / "config.yml", src_dir=HERE / "src"):
             errors.append(f"{source}: unknown top-level keys {sorted(unknown)}; use recording/alerting")
         for kind in GROUPS:
             for rule in doc.get(kind) or []:
-                rule = _canonical(rule, config.get("runbookUrlBase", ""))
+                rule = _canonical(rule, config.get("runbookUrlBase", ""), values["hostDashboardUrl"])
                 _validate(rule, source, errors)
                 collected[kind].append(rule)
     records = [r["record"] for r in collected["recording"]]
@@ -253,11 +402,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the generated files on disk are out of date")
     parser.add_argument("--config", type=Path, default=HERE / "config.yml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value (nested keys with dots, value as YAML); repeatable")
+    parser.add_argument("--dashboards", type=Path, default=DASHBOARDS, help="directory of the dashboards' JSON (uids)")
     parser.add_argument("--src", type=Path, default=HERE / "src")
     parser.add_argument("--out", type=Path, default=HERE, help="directory of the generated files")
     args = parser.parse_args(argv)
     try:
-        files = render(args.config, args.src)
+        files = render(args.config, args.src, args.set, args.dashboards)
     except ConfigError as exc:
         print(f"generate.py: {exc}".replace("\n", "\ngenerate.py: "), file=sys.stderr)
         return 2

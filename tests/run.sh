@@ -13,6 +13,7 @@ command -v openssl >/dev/null 2>&1 || missing="$missing openssl"      # test cer
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"          # test network namespaces
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"    # renders the report as a person sees it
 command -v makensis >/dev/null 2>&1 || missing="$missing nsis"        # compiles the Windows installer script
+command -v prometheus-blackbox-exporter >/dev/null 2>&1 || missing="$missing prometheus-blackbox-exporter"  # ping probe
 python3 -c 'import ensurepip' 2>/dev/null || missing="$missing python3-venv"
 if [ -n "$missing" ]; then
     sudo=""

@@ -29,7 +29,8 @@ CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 TEMPLATES = ROOT / "deploy" / "alertmanager" / "templates"
 PAYLOAD = ROOT / "tests" / "fixtures" / "alertmanager_webhook_payload.json"
 RUNBOOKS = yaml.safe_load((ROOT / "rules" / "config.yml").read_text())["runbookUrlBase"]
-NEVER_INHIBITED = ("MinerwatchExporterDown", "MinerwatchCollectorFailing", "MinerwatchAntivirusSourceUnreadable")
+NEVER_INHIBITED = ("MinerwatchExporterDown", "MinerwatchExporterDownHostUp", "MinerwatchExporterRestarted",
+                   "MinerwatchFleetCoverageLow", "MinerwatchCollectorFailing", "MinerwatchAntivirusSourceUnreadable")
 
 
 def _tool(*names):
@@ -163,9 +164,48 @@ def test_pool_from_annotation(amtool, tmp_path):
 def test_templates_on_amtool_example_data(amtool):
     """amtool's own example data (two alerts, labels we cannot choose): renders, no gaps."""
     title = render(amtool, '{{ template "minerwatch.title" . }}')
-    assert " on foo.bar:1234" in title and title.endswith("(first of 2)")
+    assert title.endswith(" on foo.bar:1234, unknown host (2 alerts)"), title
     html = render(amtool, '{{ template "minerwatch.html" . }}')
     assert html.startswith("<pre>") and "<no value>" not in html
+
+
+def outbreak_payload(tmp_path, hosts, site="hq"):
+    """The captured payload turned into one notification of `hosts` miners at one site."""
+    data = json.loads(PAYLOAD.read_text())
+    first = data["alerts"][0]
+    data["alerts"] = []
+    for i in range(hosts):
+        alert = json.loads(json.dumps(first))
+        alert["labels"].update(instance=f"ws-{i:03d}:9789", pid=str(1000 + i), site=site)
+        data["alerts"].append(alert)
+    data["groupLabels"] = {"alertname": "MinerwatchMinerProcessRunning", "site": site}
+    data["externalURL"] = "http://alertmanager.soc.local:9093"
+    path = tmp_path / "outbreak.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_group_title_names_site_hosts_and_count(amtool, tmp_path):
+    title = render(amtool, '{{ template "minerwatch.title" . }}', outbreak_payload(tmp_path, 500))
+    assert title == (
+        "[FIRING:500] MinerwatchMinerProcessRunning at site hq on ws-000:9789, ws-001:9789, ws-002:9789, ..."
+        f" (500 alerts) runbook: {RUNBOOKS}minerwatchminerprocessrunning.md"
+    )
+
+
+def test_group_text_lists_every_host_after_a_link_to_all(amtool, tmp_path):
+    """500 hosts in one notification: a link to the whole group first (survives truncation),
+    then one line per alert, then full details of the first 10 only (bounded size)."""
+    body = render(amtool, '{{ template "minerwatch.text" . }}', outbreak_payload(tmp_path, 500))
+    lines = body.splitlines()
+    assert lines[0] == "500 alerts (500 firing, 0 resolved) of MinerwatchMinerProcessRunning at site hq."
+    assert lines[1] == ("All of them in Alertmanager: http://alertmanager.soc.local:9093/#/alerts?filter="
+                        "%7Balertname%3D%22MinerwatchMinerProcessRunning%22%2Csite%3D%22hq%22%7D")
+    for i in range(500):
+        line = f"  FIRING ws-{i:03d}:9789 process=xmrig pid={1000 + i} user=alice pool=pool.example.org:3333"
+        assert line in lines, line
+    assert body.count("Details:     ") == 10 and "Details of the first 10:" in body
+    assert "<no value>" not in body and len(body) < 100_000
 
 
 # --- a real Alertmanager ------------------------------------------------------------------------
@@ -239,6 +279,10 @@ MINER = alert(
 )
 
 
+SITE_COVERAGE = alert("MinerwatchFleetCoverageLow", "warning", site="hq")
+del SITE_COVERAGE["labels"]["instance"]  # about a site, not a host
+
+
 def test_live_routing_and_inhibition(start_alertmanager, amtool, tmp_path):
     sink = WebhookSink()
     try:
@@ -254,6 +298,9 @@ def test_live_routing_and_inhibition(start_alertmanager, amtool, tmp_path):
             # another process on the same host still pages on its own
             alert("MinerwatchExcludedProcessBusy", "critical", pid="5151", name="svc", user="bob", resource="cpu"),
             alert("MinerwatchExporterDown", "warning"),
+            alert("MinerwatchExporterDownHostUp", "critical"),
+            alert("MinerwatchExporterRestarted", "warning"),
+            SITE_COVERAGE,
             alert("MinerwatchCollectorFailing", "warning", collector="process"),
             alert("MinerwatchAntivirusSourceUnreadable", "warning", product="defender"),
             alert("MinerwatchSuspectProcess", "warning", instance="ws-99:9123", pid="7", name="x", user="bob"),
@@ -264,6 +311,9 @@ def test_live_routing_and_inhibition(start_alertmanager, amtool, tmp_path):
             ("oncall-pager", "MinerwatchPoolConnection", "ws-17:9123"),
             ("oncall-pager", "MinerwatchExcludedProcessBusy", "ws-17:9123"),
             ("security-tickets", "MinerwatchExporterDown", "ws-17:9123"),
+            ("oncall-pager", "MinerwatchExporterDownHostUp", "ws-17:9123"),
+            ("security-tickets", "MinerwatchExporterRestarted", "ws-17:9123"),
+            ("security-tickets", "MinerwatchFleetCoverageLow", ""),
             ("security-tickets", "MinerwatchCollectorFailing", "ws-17:9123"),
             ("security-tickets", "MinerwatchAntivirusSourceUnreadable", "ws-17:9123"),
             ("security-tickets", "MinerwatchSuspectProcess", "ws-99:9123"),
@@ -271,7 +321,8 @@ def test_live_routing_and_inhibition(start_alertmanager, amtool, tmp_path):
         }
 
         def delivered():
-            return {(p["receiver"], a["labels"]["alertname"], a["labels"]["instance"]) for p in sink.payloads for a in p["alerts"]}
+            return {(p["receiver"], a["labels"]["alertname"], a["labels"].get("instance", ""))
+                    for p in sink.payloads for a in p["alerts"]}
 
         wait_for(lambda: expected <= delivered(), timeout=20, what=f"notifications {expected}")
         states = {a["labels"]["alertname"]: a["status"] for a in am.alerts()}

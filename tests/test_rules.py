@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
+import shlex
+import shutil
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -30,6 +34,11 @@ def rules_of(path, kind):
 ALERTS = rules_of(RULES / "minerwatch.alerts.yml", "alert")
 RECORDS = rules_of(RULES / "minerwatch.rules.yml", "record")
 ALERT_NAMES = sorted({a["alert"] for a in ALERTS})
+# Alerts about a whole site, not one host: no instance label, the fleet dashboard.
+SITE_ALERTS = {"MinerwatchFleetCoverageLow"}
+HOST_UID = json.loads((ROOT / "dashboards" / "minerwatch-host.json").read_text())["uid"]
+FLEET_UID = json.loads((ROOT / "dashboards" / "minerwatch-fleet.json").read_text())["uid"]
+GENERATE_DIRECTIVE = re.compile(r"^# generate: (.*)$", re.M)
 
 
 def run(*args):
@@ -92,10 +101,15 @@ def test_alert_conventions(rule):
     assert re.fullmatch(r"Minerwatch(?:[A-Z][a-z0-9]*)+", name)
     assert labels["severity"] in ("critical", "warning", "info")
     assert annotations["summary"].endswith(".") and "{{" not in annotations["summary"]
-    assert "{{ $labels.instance }}" in annotations["description"]
+    where = "$labels.site" if name in SITE_ALERTS else "{{ $labels.instance }}"
+    assert where in annotations["description"]
     assert "humanize " not in annotations["description"] and "humanize }}" not in annotations["description"]
     assert annotations["runbook_url"] == f"{CONFIG['runbookUrlBase']}{name.lower()}.md"
     assert (RUNBOOKS / f"{name.lower()}.md").is_file()
+    uid, var = (FLEET_UID, "var-site={{ $labels.site | urlquery }}") if name in SITE_ALERTS else (
+        HOST_UID, "var-instance={{ $labels.instance | urlquery }}")
+    assert annotations["dashboard_url"].startswith(f"{CONFIG['grafanaUrlBase']}d/{uid}/"), annotations["dashboard_url"]
+    assert var in annotations["dashboard_url"] and "var-job={{ $labels.job | urlquery }}" in annotations["dashboard_url"]
 
 
 def test_per_process_alerts_name_process_pid_user():
@@ -117,7 +131,7 @@ def test_runbook_index_lists_every_alert():
 
 def test_every_config_knob_is_used():
     """A knob no source reads is a silent no-op for whoever tunes it."""
-    used_by_generator = {"runbookUrlBase", "evaluationInterval", "officeHours"}
+    used_by_generator = {"runbookUrlBase", "grafanaUrlBase", "evaluationInterval", "officeHours"}
     sources = "".join(p.read_text() for p in sorted((RULES / "src").glob("*.yml")))
     for key in CONFIG:
         if key not in used_by_generator:
@@ -147,10 +161,27 @@ def test_every_alert_and_severity_has_a_firing_unit_test():
     assert {(a["alert"], a["labels"]["severity"]) for a in ALERTS} <= tested
 
 
+def unit_test_path(path, tmp_path):
+    """The unit test file to run: in place, or, when it starts with `# generate: ARGS`, a copy
+    beside rules generated from the shipped config with those generate.py arguments."""
+    directive = GENERATE_DIRECTIVE.search(path.read_text())
+    if not directive:
+        return path
+    (tmp_path / "tests").mkdir()
+    assert generate.main(shlex.split(directive.group(1)) + ["--out", str(tmp_path)]) == 0
+    return Path(shutil.copy(path, tmp_path / "tests"))
+
+
 @pytest.mark.parametrize("path", UNIT_TESTS, ids=lambda p: p.name)
-def test_promtool_unit_tests(promtool, path):
-    result = run(promtool, "test", "rules", path)
+def test_promtool_unit_tests(promtool, path, tmp_path):
+    result = run(promtool, "test", "rules", unit_test_path(path, tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_shipped_calendar_is_tested_without_overrides():
+    """The holiday and liveness tests run on the shipped rules, not on a generated variant."""
+    for name in ("calendar.test.yml", "offhours_days.test.yml", "liveness.test.yml", "exporter.test.yml"):
+        assert not GENERATE_DIRECTIVE.search((RULES / "tests" / name).read_text()), name
 
 
 # Office hours on another UTC day than the local one. promtool time 0 is Thursday 00:00 UTC;
@@ -178,7 +209,8 @@ WRAP_CASES = {
 
 @pytest.mark.parametrize("offset", sorted(WRAP_CASES))
 def test_off_hours_flag_across_utc_days(promtool, tmp_path, offset):
-    config = dict(CONFIG, officeHours=dict(CONFIG["officeHours"], utcOffsetHours=offset))
+    # No holidays: these dates (January 1970) hold New Year; holidays are tested on their own.
+    config = dict(CONFIG, officeHours=dict(CONFIG["officeHours"], utcOffsetHours=offset, holidays=[]))
     (tmp_path / "config.yml").write_text(yaml.safe_dump(config))
     assert generate.main(["--config", str(tmp_path / "config.yml"), "--out", str(tmp_path)]) == 0
     series = 'instance:minerwatch_off_hours:bool{instance="ws-1:9123",job="minerwatch"}'
@@ -196,4 +228,137 @@ def test_off_hours_flag_across_utc_days(promtool, tmp_path, offset):
     }
     (tmp_path / "wrap.test.yml").write_text(yaml.safe_dump(unit))
     result = run(promtool, "test", "rules", tmp_path / "wrap.test.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def off_hours_unit_test(promtool, tmp_path, generate_args, series, checks, interval="1h"):
+    """Generate rules with `generate_args`, then check instance:minerwatch_off_hours:bool of each
+    `up` series (its label text) at each (eval time, {series: flag})."""
+    assert generate.main(generate_args + ["--out", str(tmp_path)]) == 0
+    unit = {
+        "rule_files": ["minerwatch.rules.yml"],
+        "evaluation_interval": interval,
+        "tests": [{
+            "interval": interval,
+            "input_series": [{"series": f"up{{{labels}}}", "values": "1x300"} for labels in series],
+            "promql_expr_test": [
+                {"expr": "instance:minerwatch_off_hours:bool", "eval_time": at,
+                 "exp_samples": [{"labels": f"instance:minerwatch_off_hours:bool{{{labels}}}", "value": flags[labels]}
+                                 for labels in series]}
+                for at, flags in checks
+            ],
+        }],
+    }
+    (tmp_path / "calendar.test.yml").write_text(yaml.safe_dump(unit))
+    result = run(promtool, "test", "rules", tmp_path / "calendar.test.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_site_calendars(promtool, tmp_path):
+    """A site with its own UTC offset, one without holidays; other sites (and a name the regex of
+    a dotted site name must not catch) keep the default calendar (UTC+5, holidays)."""
+    far, free, dotted, near, plain = (
+        'instance="a:1",job="minerwatch",site="embassy-west"',
+        'instance="b:1",job="minerwatch",site="no.holidays"',
+        'instance="c:1",job="minerwatch",site="noxholidays"',
+        'instance="d:1",job="minerwatch",site="hq"',
+        'instance="e:1",job="minerwatch"',
+    )
+    sites = '{embassy-west: {utcOffsetHours: -5}, no.holidays: {holidays: []}}'
+    checks = [
+        # Thu 1 Jan 05:00 UTC: 10:00 in UTC+5 on New Year (off); 00:00 in UTC-5 (off)
+        ("5h", {far: 1, free: 0, dotted: 1, near: 1, plain: 1}),
+        # Mon 5 Jan 04:00 UTC: 09:00 in UTC+5 (office), Sun 23:00 in UTC-5 (off)
+        ("4d4h", {far: 1, free: 0, dotted: 0, near: 0, plain: 0}),
+        # Mon 5 Jan 15:00 UTC: 20:00 in UTC+5 (off), 10:00 in UTC-5 (office)
+        ("4d15h", {far: 0, free: 1, dotted: 1, near: 1, plain: 1}),
+        # Fri 2 Jan 16:00 UTC: 11:00 in UTC-5, the New Year holiday there too
+        ("1d16h", {far: 1, free: 1, dotted: 1, near: 1, plain: 1}),
+    ]
+    off_hours_unit_test(promtool, tmp_path, ["--set", f"officeHours.sites={sites}"],
+                        [far, free, dotted, near, plain], checks)
+
+
+def test_one_year_holidays(promtool, tmp_path):
+    """"YYYY-MM-DD" is off that year only (a moveable holiday, a day off moved by decree)."""
+    host = 'instance="a:1",job="minerwatch"'
+    checks = [("4d5h", {host: 1}), ("5d5h", {host: 0}), ("6d5h", {host: 1})]  # Mon 5, Tue 6, Wed 7 Jan
+    off_hours_unit_test(promtool, tmp_path, ["--set", 'officeHours.holidays=["1970-01-05", "1971-01-06", "01-07"]'],
+                        [host], checks)
+
+
+@pytest.mark.parametrize("holidays", ['["13-01"]', '["1970-02-30"]', '["Jan 1"]', "[0101]"])
+def test_bad_holidays_are_reported(tmp_path, holidays):
+    result = run(sys.executable, RULES / "generate.py", "--set", f"officeHours.holidays={holidays}", "--out", tmp_path)
+    assert result.returncode == 2
+    assert "officeHours.holidays entries must be" in result.stderr, result.stderr
+
+
+def test_unknown_site_key_is_reported(tmp_path):
+    result = run(sys.executable, RULES / "generate.py", "--set", "officeHours.sites={lab: {offset: 6}}", "--out", tmp_path)
+    assert result.returncode == 2 and "officeHours.sites.lab may set" in result.stderr, result.stderr
+
+
+def test_runbook_and_grafana_urls_are_overridable(tmp_path):
+    """An internal runbook host and Grafana without editing config.yml: every alert follows."""
+    result = run(sys.executable, RULES / "generate.py", "--out", tmp_path,
+                 "--set", "runbookUrlBase=https://wiki.ministry.local/minerwatch/runbooks/",
+                 "--set", "grafanaUrlBase=http://grafana.astana.local:3000/")
+    assert result.returncode == 0, result.stderr
+    alerts = rules_of(tmp_path / "minerwatch.alerts.yml", "alert")
+    assert alerts
+    for rule in alerts:
+        annotations = rule["annotations"]
+        assert annotations["runbook_url"] == f"https://wiki.ministry.local/minerwatch/runbooks/{rule['alert'].lower()}.md"
+        assert annotations["dashboard_url"].startswith("http://grafana.astana.local:3000/d/")
+    assert "github.com" not in (tmp_path / "minerwatch.alerts.yml").read_text()
+
+
+@pytest.mark.parametrize("value", ["wiki.local/runbooks/", "https://wiki.local/runbooks", "''"])
+def test_bad_url_base_is_reported(tmp_path, value):
+    result = run(sys.executable, RULES / "generate.py", "--set", f"runbookUrlBase={value}", "--out", tmp_path)
+    assert result.returncode == 2 and "runbookUrlBase must" in result.stderr, result.stderr
+
+
+def test_bad_set_is_reported(tmp_path):
+    result = run(sys.executable, RULES / "generate.py", "--set", "runbookUrlBase", "--out", tmp_path)
+    assert result.returncode == 2 and "expected KEY=VALUE" in result.stderr, result.stderr
+
+
+def test_dashboard_url_renders_for_a_host(promtool, tmp_path):
+    """The dashboard_url template, rendered by Prometheus' own template engine (promtool), opens
+    the host dashboard with the alert's job and instance, escaped for a query string."""
+    (tmp_path / "tests").mkdir()
+    shutil.copy(RULES / "minerwatch.rules.yml", tmp_path)
+    shutil.copy(RULES / "minerwatch.alerts.yml", tmp_path)
+    instance = "[fe80::1]:9789"
+    unit = {
+        "rule_files": ["../minerwatch.rules.yml", "../minerwatch.alerts.yml"],
+        "evaluation_interval": "15s",
+        "group_eval_order": ["minerwatch.rules", "minerwatch.alerts"],
+        "tests": [{
+            "interval": "15s",
+            "input_series": [{"series": f'minerwatch_tuning_msr_writes_allowed{{instance="{instance}",job="minerwatch"}}',
+                              "values": "1x100"}],
+            "alert_rule_test": [],
+        }],
+    }
+    rule = next(a for a in ALERTS if a["alert"] == "MinerwatchMinerTuningOnWorkstation")
+    url = (f"{CONFIG['grafanaUrlBase']}d/{HOST_UID}/{HOST_UID}?var-job={urllib.parse.quote_plus('minerwatch')}"
+           f"&var-instance={urllib.parse.quote_plus(instance)}")
+    unit["tests"][0]["alert_rule_test"].append({
+        "eval_time": "16m", "alertname": rule["alert"],
+        "exp_alerts": [{
+            "exp_labels": {"severity": "warning", "instance": instance, "job": "minerwatch", "tuning": "msr_writes"},
+            "exp_annotations": {
+                "summary": rule["annotations"]["summary"],
+                "description": f"{instance}: the msr module allows writes to CPU model-specific registers (tuning=msr_writes). "
+                               "Workstations need neither; CPU miners (XMRig/RandomX) use both.",
+                "runbook_url": rule["annotations"]["runbook_url"],
+                "dashboard_url": url,
+            },
+        }],
+    })
+    (tmp_path / "tests" / "url.test.yml").write_text(yaml.safe_dump(unit))
+    result = run(promtool, "test", "rules", tmp_path / "tests" / "url.test.yml")
     assert result.returncode == 0, result.stdout + result.stderr
