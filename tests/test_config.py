@@ -5,6 +5,7 @@ import textwrap
 import pytest
 
 from minerwatch import config
+from minerwatch.process_table import ProcessSettings
 
 
 def write(tmp_path, text):
@@ -29,16 +30,16 @@ def test_full_config_loads(tmp_path):
           - sha256: "%s"
         """ % ("ab" * 32))
     cfg = config.load(path)
-    assert (cfg.top_k, cfg.max_suspects, cfg.suspect_busy_cores) == (3, 10, 0.8)
-    assert cfg.extra_names == ["ourminer"]
-    assert cfg.extra_patterns == ["--secret-pool-flag"]
+    assert (cfg.process.top_k, cfg.process.max_suspects, cfg.process.suspect_busy_cores) == (3, 10, 0.8)
+    assert cfg.signatures.extra_names == ("ourminer",)
+    assert cfg.signatures.extra_patterns == ("--secret-pool-flag",)
     assert [(r.name, r.user, r.exe) for r in cfg.allowlist[:2]] == [("restic", "backup", None), (None, None, "/usr/bin/ffmpeg")]
     assert cfg.allowlist[0].where == f"{path}:9"
 
 
 def test_empty_file_is_the_defaults(tmp_path):
     cfg = config.load(write(tmp_path, ""))
-    assert cfg.top_k is None and cfg.allowlist == []
+    assert cfg.process == ProcessSettings() and cfg.allowlist == ()
 
 
 @pytest.mark.parametrize(
@@ -198,4 +199,31 @@ def test_aliases_within_bounds_still_work(tmp_path):
           - *backup
         """)
     cfg = config.load(path)
-    assert cfg.extra_names == ["ourminer", "theirminer"] and len(cfg.allowlist) == 2
+    assert cfg.signatures.extra_names == ("ourminer", "theirminer") and len(cfg.allowlist) == 2
+
+
+# -- one settings path (issue 12 item 1) -----------------------------------------------------------
+def test_an_empty_section_means_the_defaults_in_every_area(tmp_path):
+    path = write(tmp_path, "".join(f"{name}:\n" for name in config.SECTIONS))
+    assert config.load(path) == config.Config(file=path)
+
+
+def test_settings_are_frozen(tmp_path):
+    import dataclasses
+
+    cfg = config.load(write(tmp_path, "process: {top_k: 3}\ngpu: {init_retry_seconds: 5}\n"))
+    for area, key in (("process", "top_k"), ("gpu", "init_retry_seconds"), ("network", "sniffer"),
+                      ("antivirus", "interval"), ("energy", "cpu_watts_per_core"), ("signatures", "extra_names")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(getattr(cfg, area), key, None)
+
+
+def test_flags_override_the_file_and_the_table_gets_the_result(tmp_path):
+    from minerwatch.app import Options, build_context
+
+    path = write(tmp_path, "process: {top_k: 3, max_suspects: 7, suspect_busy_cores: 0.8}\n")
+    context = build_context(Options(config_file=path, top_k=2))
+    assert (context.config.process.top_k, context.config.process.max_suspects) == (2, 7)
+    assert context.config.process.suspect_busy_cores == 0.8
+    assert context.processes.settings is context.config.process
+    assert config.load(path).process.top_k == 3  # the file's own settings are left as read

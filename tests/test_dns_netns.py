@@ -20,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import wait_for
-from minerwatch.sniffer import open_packet_socket
+from minerwatch.network.sniffer import open_packet_socket
 from support import netns
 from support.dnsserver import DnsServer
 

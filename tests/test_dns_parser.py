@@ -7,20 +7,18 @@ import struct
 
 import pytest
 
-from minerwatch.pool_intel import PoolList, parse_indicators
-from minerwatch.sniffer import (
+from minerwatch.network.pools import PoolList, parse_indicators
+from minerwatch.network.dns import (
     DNS_A,
     DNS_AAAA,
     DNS_CNAME,
     DnsLearner,
     DnsRecord,
-    Sniffer,
     answer_chain,
-    build_filter,
     parse_dns_response,
-    parse_udp_payload,
     read_name,
 )
+from minerwatch.network.sniffer import Sniffer, build_filter, parse_udp_payload
 from support.dnsserver import answer, encode_name, record, response
 
 ZONE = {

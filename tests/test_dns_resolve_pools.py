@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from minerwatch.pool_intel import load_pool_list
+from minerwatch.network.pools import load_pool_list
 from support.dnsserver import DnsServer
 
 ZONE = {
@@ -35,7 +35,7 @@ def dns():
 
 
 def resolve(*args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "minerwatch.resolve_pools", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "minerwatch.network.resolve", *map(str, args)], capture_output=True,
                           text=True, timeout=120, cwd=cwd)
 
 

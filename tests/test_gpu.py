@@ -459,12 +459,14 @@ def test_gpu_lost_before_its_uuid_was_ever_read():
 class StubTable:
     """The process table's lookup interface, for a cap test with many PIDs."""
 
-    def __init__(self, views, max_suspects):
+    def __init__(self, views):
         self.views = views
-        self.settings = ProcessSettings(max_suspects=max_suspects)
 
     def lookup(self, pid):
         return self.views.get(pid)
+
+    def add_busy_source(self, source):
+        pass
 
 
 def test_per_process_series_are_capped_suspects_first_then_busiest():
@@ -473,7 +475,8 @@ def test_per_process_series_are_capped_suspects_first_then_busiest():
                    process_samples=[(pid, 10, pid - 100, 0) for pid in range(100, 106)])
     gpu1 = FakeGpu("GPU-b", compute=[(pid, MIB) for pid in range(106, 112)],
                    process_samples=[(pid, 10, pid - 90, 0) for pid in range(106, 112)])
-    collector, fake = make([gpu0, gpu1], table=StubTable(views, max_suspects=3))
+    collector, fake = make([gpu0, gpu1], table=StubTable(views),
+                           config=Config(process=ProcessSettings(max_suspects=3)))
     scrape = Scrape(collector)
     pids = sorted(int(dict(labels)["pid"]) for labels in scrape.series("minerwatch_gpu_process_suspect"))
     # 109 (suspect, 19% busy) first, then the busiest: 111 (21%), 110 (20%)
@@ -528,8 +531,7 @@ def test_gpu_busy_counts_as_busy_for_weak_signals(tmp_path):
     job = subprocess.Popen([sys.executable, str(script)])
     try:
         wait_for(lambda: str(script) in Path(f"/proc/{job.pid}/cmdline").read_text(), what="job exec")
-        context = Context(config=Config())
-        context.processes = ProcessTable(ProcfsReader(), Signatures(), busy_sources=context.busy_sources)
+        context = Context(config=Config(), processes=ProcessTable(ProcfsReader(), Signatures()))
         view = context.processes.scan().by_pid()[job.pid]
         assert "exe_in_temp_dir" in view.signals and not view.suspect  # idle on the CPU
 
@@ -541,7 +543,7 @@ def test_gpu_busy_counts_as_busy_for_weak_signals(tmp_path):
         )
         collector = GpuCollector(context, nvml=FakeNvml([gpu]), clock=Clock())
         Scrape(collector)
-        assert collector.busy_pids() == {job.pid, os.getpid()}
+        assert collector.busy_shares() == {job.pid: pytest.approx(0.97), os.getpid(): pytest.approx(0.90)}
         snap = context.processes.scan()
         assert snap.by_pid()[job.pid].suspect
         assert not snap.by_pid()[os.getpid()].suspect  # busy on the GPU, but no weak signal

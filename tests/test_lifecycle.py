@@ -254,3 +254,53 @@ def test_web_max_requests_reaches_the_server(serve):
     scrape()  # a second scrape while the first runs: over the limit of 1
     first.join(10)
     assert sorted(codes) == [200, 503]
+
+
+SERVE_IN_A_THREAD = textwrap.dedent("""\
+    import signal, sys, threading, urllib.request
+    from minerwatch import service
+
+    class Stop:  # what the Windows service hands over: wait(timeout) -> a signal number or None
+        def __init__(self):
+            self.event = threading.Event()
+
+        def wait(self, timeout=None):
+            return signal.SIGTERM if self.event.wait(timeout) else None
+
+    stop, errors, port = Stop(), [], sys.argv[1]
+
+    def body():  # not the main thread: installing signal handlers here would raise
+        try:
+            service.serve_argv([f"--web.listen-address=127.0.0.1:{port}", "--collector.disable-defaults",
+                                "--collector.host", f"--config.file={sys.argv[2]}"], stop)
+        except BaseException as exc:
+            errors.append(repr(exc))
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    for _ in range(300):
+        try:
+            body_text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+            break
+        except OSError:
+            if not thread.is_alive():
+                break
+            thread.join(0.1)
+    else:
+        body_text = ""
+    print("served" if "minerwatch_host_cpus" in body_text else "not served")
+    stop.event.set()
+    thread.join(30)
+    print("stopped" if not thread.is_alive() else "still running", errors)
+    print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+""")
+
+
+def test_serve_argv_runs_serve_in_the_calling_thread_with_a_given_signal_source(tmp_path):
+    """The Windows service's entry: `serve` in a thread that cannot install signal handlers,
+    stopped through the object it was given; the process's own signal handling is left alone."""
+    script = tmp_path / "serve_in_thread.py"
+    script.write_text(SERVE_IN_A_THREAD)
+    out = subprocess.run([sys.executable, str(script), str(free_port()), str(OFFLINE_CONFIG)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.splitlines() == ["served", "stopped []", "True"], out.stderr

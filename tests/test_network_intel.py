@@ -8,9 +8,8 @@ import time
 import pytest
 
 from minerwatch import config as config_module
-from minerwatch.collectors.network import read_settings
 from minerwatch.config import ConfigError
-from minerwatch.pool_intel import (
+from minerwatch.network.pools import (
     SHIPPED_POOLS,
     SHIPPED_PORTS,
     PoolList,
@@ -273,7 +272,7 @@ def load(tmp_path, text):
 
 def test_config_section(tmp_path):
     (tmp_path / "iocs.txt").write_text("198.51.100.7\n")
-    settings = read_settings(load(tmp_path, """\
+    settings = load(tmp_path, """\
 network:
   ioc_files: [iocs.txt]
   exclude_domains: [nicehash.com]
@@ -282,18 +281,18 @@ network:
   resolve_timeout_seconds: 1.5
   resolve_max_names: 50
   sniffer: off
-"""))
-    assert settings.ioc_files == [(str(tmp_path / "iocs.txt"), "iocs.txt")]
-    assert settings.exclude_domains == ["nicehash.com"]
-    assert settings.extra_ports == [8080, 18080]
+""").network
+    assert settings.ioc_files == ((str(tmp_path / "iocs.txt"), "iocs.txt"),)
+    assert settings.exclude_domains == ("nicehash.com",)
+    assert settings.extra_ports == (8080, 18080)
     assert (settings.resolve_interval_seconds, settings.resolve_timeout_seconds) == (300.0, 1.5)
     assert (settings.resolve_max_names, settings.sniffer) == (50, "off")
-    assert read_settings(load(tmp_path, "network:\n")).sniffer == "auto"
+    assert load(tmp_path, "network:\n").network.sniffer == "auto"
     # issue 13: no desk looks pool names up unless told to (resolve centrally, or learn passively)
-    assert read_settings(load(tmp_path, "network:\n")).resolve_max_names == 0
-    assert read_settings(load(tmp_path, "process: {top_k: 3}\n")).resolve_max_names == 0
-    assert read_settings(load(tmp_path, "network:\n  sniffer: auto\n")).sniffer == "auto"
-    assert read_settings(load(tmp_path, "network:\n  sniffer: on\n")).sniffer == "on"
+    assert load(tmp_path, "network:\n").network.resolve_max_names == 0
+    assert load(tmp_path, "process: {top_k: 3}\n").network.resolve_max_names == 0
+    assert load(tmp_path, "network:\n  sniffer: auto\n").network.sniffer == "auto"
+    assert load(tmp_path, "network:\n  sniffer: on\n").network.sniffer == "on"
 
 
 @pytest.mark.parametrize(
@@ -315,5 +314,5 @@ network:
 )
 def test_config_errors_name_file_line_and_key(tmp_path, text, message):
     with pytest.raises(ConfigError) as err:
-        read_settings(load(tmp_path, text))
+        load(tmp_path, text)
     assert str(err.value).startswith(f"{tmp_path}/{message}")

@@ -28,8 +28,8 @@ from conftest import MONERO_WALLET, check_metrics, stop_pid, wait_for
 from minerwatch.app import Options, build_context
 from minerwatch.collectors.network import NetworkCollector
 from minerwatch.config import ConfigError
-from minerwatch.sniffer import open_packet_socket
-from minerwatch.sockets import PsutilSockets
+from minerwatch.network.sniffer import open_packet_socket
+from minerwatch.network.sockets import PsutilSockets
 from support import netns
 from support.pool import PoolServer, StratumHandler
 
@@ -442,7 +442,7 @@ def drop_cap_net_raw():
 
 @needs_raw
 def test_sniffer_sheds_load_instead_of_keeping_up():
-    from minerwatch.sniffer import Sniffer
+    from minerwatch.network.sniffer import Sniffer
 
     # UDP datagrams from port 53 (what the filter passes as DNS answers): one send is one packet,
     # where TCP autocorking would merge small segments into a number of packets nobody can tell
@@ -480,7 +480,7 @@ def test_sniffer_without_cap_net_raw_is_quietly_down(tmp_path):
     script = (
         "import logging, sys\n"
         "logging.basicConfig(level=logging.INFO)\n"
-        "from minerwatch.sniffer import Sniffer\n"
+        "from minerwatch.network.sniffer import Sniffer\n"
         "s = Sniffer(lambda name: None)\n"
         "print(s.start(), s.up, s.error)\n"
     )
@@ -492,7 +492,7 @@ def test_sniffer_without_cap_net_raw_is_quietly_down(tmp_path):
 
 
 def test_sniffer_on_without_a_packet_socket_is_a_start_up_error(tmp_path, monkeypatch):
-    import minerwatch.sniffer as sniffer
+    import minerwatch.network.sniffer as sniffer
 
     def refuse(*args):
         raise PermissionError(1, "Operation not permitted")

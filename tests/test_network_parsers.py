@@ -9,8 +9,8 @@ import struct
 
 import pytest
 
-from minerwatch.sniffer import FlowTracker, Recognition, build_filter, parse_packet, parse_sni, recognize_stratum
-from minerwatch.sockets import Conn, Endpoint, decode_address, outgoing, parse_proc_net_tcp
+from minerwatch.network.sniffer import FlowTracker, Recognition, build_filter, parse_packet, parse_sni, recognize_stratum
+from minerwatch.network.sockets import Conn, Endpoint, decode_address, outgoing, parse_proc_net_tcp
 
 HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
 
@@ -288,7 +288,7 @@ def test_sock_diag_and_proc_net_tcp_agree_on_live_connections():
     """The netlink fast path and the /proc text tables see the same loopback connections."""
     import socket as so
 
-    from minerwatch.sockets import ProcNetSockets
+    from minerwatch.network.sockets import ProcNetSockets
 
     server = so.socket()
     server.bind(("127.0.0.1", 0))

@@ -248,3 +248,59 @@ def test_collector_reports_skipped_processes_and_still_succeeds(tmp_path):
     assert registry.get_sample_value("minerwatch_process_processes") == 2
     assert registry.get_sample_value("minerwatch_process_suspects") == 1
     assert 'minerwatch_process_suspect_info{' in text and 'pid="100"' in text
+
+
+# -- wiring: sources added after the table was built (issue 12 item 2) ----------------------------
+class Shares:
+    """A busy source: each pid's share of one device (a GPU), as the gpu collector reports it."""
+
+    def __init__(self, shares):
+        self.shares = shares
+
+    def busy_shares(self):
+        return self.shares
+
+
+def test_sources_added_after_construction_are_asked(tmp_path):
+    table, _ = make_table(tmp_path, [RENAMED, IDLE], Clock())
+    source = PoolDirs()
+    source.dirs.add("/var/tmp/.cache")
+    table.add_signal_source(source)  # as a collector built after the table does
+    view = table.scan().by_pid()[300]
+    assert view.signals["pool_connection"] == "working directory /var/tmp/.cache is listed"
+    assert table.signal_sources == (source,)
+
+
+@pytest.mark.parametrize("busy_cores, share, suspect", [
+    (0.5, 0.6, True),   # over the threshold on the device
+    (0.5, 0.4, False),  # under it
+    (2.0, 1.0, True),   # a threshold above one core means all of a device: a device is at most 1
+    (2.0, 0.9, False),
+])
+def test_busy_threshold_on_a_device_is_the_tables(tmp_path, busy_cores, share, suspect):
+    """The renamed process from /var/tmp has only weak signals and no CPU: the device's share
+    against the table's own `suspect_busy_cores` decides."""
+    table, _ = make_table(tmp_path, [RENAMED, IDLE], Clock(), settings={"suspect_busy_cores": busy_cores})
+    assert not table.scan().by_pid()[300].suspect
+    table.add_busy_source(Shares({300: share, 400: 1.0}))
+    snap = table.scan().by_pid()
+    assert snap[300].suspect is suspect
+    assert not snap[400].suspect  # busy on the device, but no signal at all
+
+
+def test_collectors_wire_their_sources_into_the_table_once(tmp_path):
+    """build_context makes the table; the network and antivirus collectors add their signal
+    sources and the gpu collector its busy source, each exactly once, to that very table."""
+    from minerwatch.app import Options, build_collectors, build_context, close_collectors
+
+    config = tmp_path / "minerwatch.yml"
+    config.write_text("network:\n  sniffer: off\n")
+    context = build_context(Options(config_file=str(config)))
+    collectors = {c.name: c for c in build_collectors(context, ["network", "antivirus", "gpu", "process"])}
+    try:
+        table = context.processes
+        assert table.signal_sources == (collectors["network"].monitor, collectors["antivirus"].watcher)
+        assert table.busy_sources == (collectors["gpu"],)
+        assert table.settings is context.config.process  # one settings object, flags applied
+    finally:
+        close_collectors(collectors.values())

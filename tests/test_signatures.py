@@ -796,3 +796,18 @@ def test_matching_is_fast():
         S.match_all(comm="x", exe="/usr/bin/x", exe_deleted=False, argv=argv, environ=env)
     per_call = (time.perf_counter() - start) / n
     assert per_call < 0.001, per_call  # well under a millisecond per process
+
+
+def test_signatures_read_the_shipped_pool_list_without_the_network_package():
+    """data.py is the one place reading shipped files; matching processes needs no network code."""
+    import subprocess
+    import sys
+
+    script = ("import sys, minerwatch.signatures as s\n"
+              "print(sorted(m for m in sys.modules if m.startswith('minerwatch.')))\n"
+              "print(s.is_pool_host('xmr-eu1.nanopool.org'), s.is_pool_host('www.binance.com'))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    modules, verdicts = out.stdout.splitlines()
+    assert "minerwatch.data" in modules and "minerwatch.network" not in modules
+    assert "minerwatch.network.pools" not in modules and "minerwatch.pool_intel" not in modules
+    assert verdicts == "True False"

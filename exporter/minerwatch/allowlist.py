@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import re
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, Iterable, Optional, Tuple
+
+from minerwatch.yaml_file import Node, section_items
 
 ALLOWLIST_KEYS = ("name", "exe", "user", "sha256")
 
@@ -33,8 +36,25 @@ class AllowRule:
         return True
 
 
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def read_settings(node: Optional[Node]) -> Tuple[AllowRule, ...]:
+    """The `allowlist:` section, one rule per entry; errors name file, line and key."""
+    rules = []
+    for item in section_items(node):
+        fields = item.mapping(ALLOWLIST_KEYS)
+        if not fields:
+            raise item.error(f"an allowlist entry needs at least one of {', '.join(ALLOWLIST_KEYS)}")
+        values = {key: child.string() for key, child in fields.items()}
+        if "sha256" in values and not _SHA256.match(values["sha256"]):
+            raise fields["sha256"].error("must be 64 hexadecimal characters")
+        rules.append(AllowRule(where=f"{item.file}:{item.line}", **values))
+    return tuple(rules)
+
+
 class Allowlist:
-    def __init__(self, rules: List[AllowRule]):
+    def __init__(self, rules: Iterable[AllowRule]):
         self.rules = list(rules)
 
     def __bool__(self) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, Iterable, List, Optional
 
 from prometheus_client import PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry
@@ -13,7 +13,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from minerwatch import __version__, config as config_module
 from minerwatch.allowlist import Allowlist
 from minerwatch.proc_reader import default_reader
-from minerwatch.process_table import ProcessSettings, ProcessTable
+from minerwatch.process_table import ProcessTable
 from minerwatch.collectors import available
 from minerwatch.collectors.base import Collector, CollectorRunner, Context
 from minerwatch.signatures import Signatures
@@ -45,31 +45,22 @@ def enabled_collectors(options: Options) -> List[str]:
 
 
 def build_context(options: Options) -> Context:
-    """Config and the process table; raises ConfigError on a bad config file."""
+    """Config (flags applied) and the process table; raises ConfigError on a bad config file."""
     config = config_module.load(options.config_file)
-    settings = ProcessSettings()
-    for key in ("top_k", "max_suspects", "top_min_cpu_cores", "suspect_busy_cores", "cmdline_max_length"):
-        value = getattr(options, key, None)
-        if value is None:
-            value = getattr(config, key)
-        if value is not None:
-            setattr(settings, key, value)
-    context = Context(config=config, procfs=options.procfs, sysfs=options.sysfs)
+    # --collector.process.top-k and --collector.process.max-suspects win over the file
+    flags = {"top_k": options.top_k, "max_suspects": options.max_suspects}
+    given = {key: value for key, value in flags.items() if value is not None}
+    if given:
+        config = replace(config, process=replace(config.process, **given))
     if options.reader == "psutil":
         from minerwatch.proc_reader import PsutilReader
 
         reader = PsutilReader()
     else:
         reader = default_reader(options.procfs)
-    context.processes = ProcessTable(
-        reader,
-        Signatures(config.extra_names, config.extra_patterns),
-        Allowlist(config.allowlist),
-        settings,
-        signal_sources=context.signal_sources,  # shared lists: collectors add their sources to them
-        busy_sources=context.busy_sources,
-    )
-    return context
+    table = ProcessTable(reader, Signatures.from_settings(config.signatures), Allowlist(config.allowlist),
+                         config.process)
+    return Context(config=config, procfs=options.procfs, sysfs=options.sysfs, processes=table)
 
 
 def build_collectors(context: Context, names: Iterable[str]) -> List[Collector]:

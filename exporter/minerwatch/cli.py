@@ -97,7 +97,8 @@ def cli():
               help="Path to a web configuration file that can enable TLS or basic authentication "
                    "(exporter-toolkit format).")
 @click.option("--web.max-requests", "max_requests", type=click.IntRange(min=0), default=40, show_default=True,
-              help="Maximum number of parallel scrape requests. Use 0 to disable.")
+              help="Most scrapes served at once; more get HTTP 503 (0: no limit). Scrapes that arrive "
+                   "together share one collection.")
 @click.option("--collector.timeout", "collector_timeout", type=FiniteFloatRange(min=0.1, max=300),
               default=DEFAULT_TIMEOUT, show_default=True,
               help="Seconds each collector may take per scrape; one still running then is reported "
@@ -109,8 +110,10 @@ def serve(ctx, listen_address, telemetry_path, web_config_file, max_requests, co
     from minerwatch import service, web
 
     logs.setup(params["log_level"], params["log_format"])
-    # First, before any thread starts: a SIGTERM or SIGHUP during start-up must not kill us.
-    signals = service.SignalQueue.install()
+    # First, before any thread starts: a SIGTERM or SIGHUP during start-up must not kill us. A
+    # caller that runs `serve` in a thread of its own (the Windows service) brings its own source.
+    given = ctx.find_object(service.SignalSource)
+    signals = given if given is not None else service.SignalQueue.install()
     try:
         address = web.parse_listen_address(listen_address)
     except ValueError as exc:
@@ -168,7 +171,7 @@ def scan(ctx, as_json, interval, **params):
 # investigator takes from Prometheus's history, and the central pool resolver.
 from minerwatch.evidence import evidence  # noqa: E402
 from minerwatch.report import report  # noqa: E402
-from minerwatch.resolve_pools import resolve_pools  # noqa: E402
+from minerwatch.network.resolve import resolve_pools  # noqa: E402
 
 cli.add_command(evidence)
 cli.add_command(report)

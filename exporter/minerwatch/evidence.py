@@ -394,7 +394,7 @@ def gpu_evidence(collector, pid: int) -> dict:
 def antivirus_evidence(context, facts) -> List[dict]:
     from minerwatch.antivirus.watcher import find_watcher
 
-    watcher = find_watcher(context)
+    watcher = find_watcher(context.processes)
     if watcher is None:
         return []
     return [

@@ -13,13 +13,14 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Protocol, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Tuple
 
 from minerwatch.allowlist import Allowlist, file_sha256
 from minerwatch.proc_reader import ProcFacts, ProcStat, ReadError
 from minerwatch.redact import REDACTED, redact_cmdline
 from minerwatch.signatures import STRONG_SIGNALS, WEAK_SIGNALS, Match, Signatures
 from minerwatch.text import host_text
+from minerwatch.yaml_file import Node, section_fields
 
 log = logging.getLogger("minerwatch.process")
 
@@ -39,19 +40,43 @@ class SignalSource(Protocol):
 
 
 class BusySource(Protocol):
-    """Processes that keep hardware other than the CPU busy (a GPU); for weak signals, busy on
-    a GPU counts like busy on a CPU."""
+    """Processes that keep hardware other than the CPU busy (a GPU): each pid's share of the
+    device, from 0 to 1. For weak signals, busy on a device counts like busy on a CPU; the table
+    alone decides how busy is busy (`suspect_busy_cores`)."""
 
-    def busy_pids(self) -> Iterable[int]: ...
+    def busy_shares(self) -> Mapping[int, float]: ...
 
 
-@dataclass
+@dataclass(frozen=True)
 class ProcessSettings:
+    """The `process:` section; flags override it with `dataclasses.replace`."""
+
     top_k: int = 5  # busiest processes exported whatever their name
     max_suspects: int = 20  # cap on per-process series for suspects
     top_min_cpu_cores: float = 0.1  # a process idler than this is never in the top-K
-    suspect_busy_cores: float = 0.5  # a process with only weak signals is suspect this busy
+    suspect_busy_cores: float = 0.5  # weak signals only: suspect this busy (cores, or share of a device)
     cmdline_max_length: int = 256
+
+
+# Allowed range of each setting, from what it drives: top_k and max_suspects bound per-process
+# series (cardinality); the two CPU figures are in cores (or a share of one GPU) and no host has
+# more than a few hundred; cmdline_max_length bounds a label.
+PROCESS_RANGES = {
+    "top_k": (0, 100),
+    "max_suspects": (0, 1000),
+    "top_min_cpu_cores": (0.0, 1024.0),
+    "suspect_busy_cores": (0.0, 1024.0),
+    "cmdline_max_length": (16, 4096),
+}
+
+
+def read_settings(node: Optional[Node]) -> ProcessSettings:
+    """The `process:` section of the config file; errors name file, line and key."""
+    values = {}
+    for key, child in section_fields(node, tuple(PROCESS_RANGES)).items():
+        low, high = PROCESS_RANGES[key]
+        values[key] = child.number(low, high) if isinstance(low, float) else child.integer(low, high)
+    return ProcessSettings(**values)
 
 
 @dataclass
@@ -138,9 +163,8 @@ class ProcessTable:
         self.signatures = signatures
         self.allowlist = allowlist or Allowlist([])
         self.settings = settings or ProcessSettings()
-        # Kept as given (not copied): collectors built after the table add their sources to it.
-        self.signal_sources = signal_sources if isinstance(signal_sources, list) else list(signal_sources)
-        self.busy_sources = busy_sources if isinstance(busy_sources, list) else list(busy_sources)
+        self._signal_sources: List[SignalSource] = list(signal_sources)
+        self._busy_sources: List[BusySource] = list(busy_sources)
         self._clock = clock
         self._wall = wall_clock
         self._entries: Dict[Tuple[int, float], _Entry] = {}
@@ -149,6 +173,25 @@ class ProcessTable:
         self.read_errors_total: Counter = Counter()  # cumulative, for a _total counter
         self.skipped_total = 0  # cumulative: processes a scan left out after an unexpected error
         self._skip_logged: set = set()  # pids whose failure was logged
+
+    # -- wiring: collectors built after the table add what they know ---------------------------
+    def add_signal_source(self, source: SignalSource) -> None:
+        """Ask `source` too when classifying processes (pool connections, antivirus exclusions)."""
+        with self._lock:
+            self._signal_sources.append(source)
+
+    def add_busy_source(self, source: BusySource) -> None:
+        """Count a process busy on `source`'s device like one busy on the CPU (a GPU)."""
+        with self._lock:
+            self._busy_sources.append(source)
+
+    @property
+    def signal_sources(self) -> Tuple[SignalSource, ...]:
+        return tuple(self._signal_sources)
+
+    @property
+    def busy_sources(self) -> Tuple[BusySource, ...]:
+        return tuple(self._busy_sources)
 
     # -- scanning -----------------------------------------------------------------------------
     def scan(self) -> Snapshot:
@@ -160,17 +203,15 @@ class ProcessTable:
             return snapshot
 
     def _scan(self) -> Snapshot:
-        for source in self.signal_sources:
+        for source in self._signal_sources:
             source.refresh()
-        generations = tuple(s.generation for s in self.signal_sources)
+        generations = tuple(s.generation for s in self._signal_sources)
         now = self._clock()
         errors: Counter = Counter()
         views: List[ProcessView] = []
         alive = {}
         busy = self.settings.suspect_busy_cores
-        busy_elsewhere = set()
-        for source in self.busy_sources:
-            busy_elsewhere.update(source.busy_pids())
+        busy_elsewhere = self._busy_on_devices(min(busy, 1.0))  # a device is at most all busy
         skipped = 0
         for pid in self.reader.pids():
             try:
@@ -200,6 +241,13 @@ class ProcessTable:
         suspects = [v for v in views if v.suspect]
         top = [v for v in views[: self.settings.top_k] if v.cpu_cores >= self.settings.top_min_cpu_cores]
         return Snapshot(views, suspects, top, errors, skipped)
+
+    def _busy_on_devices(self, threshold: float) -> set:
+        """Pids using at least `threshold` of some device (a GPU) in its last reading."""
+        busy = set()
+        for source in self._busy_sources:
+            busy.update(pid for pid, share in source.busy_shares().items() if share >= threshold)
+        return busy
 
     def _log_skipped(self, pid: int, exc: Exception) -> None:
         """Once per pid (a process that fails every scrape must not flood the log); the reason
@@ -234,7 +282,7 @@ class ProcessTable:
 
     def _source_signals(self, facts: ProcFacts) -> Dict[str, str]:
         out = {}
-        for source in self.signal_sources:
+        for source in self._signal_sources:
             try:
                 match = source.match(facts)
             except Exception:  # a broken source must not hide the process

@@ -1,7 +1,8 @@
 """Signatures of cryptocurrency miners: the shipped lists and the matchers.
 
-This is the one place where minerwatch's built-in knowledge of miners lives. Everything here is a
-pure function of its arguments: no /proc, no files, no network. The process table calls
+This is the one place where minerwatch's built-in knowledge of miners lives. Matching is a pure
+function of its arguments: no /proc, no network; the only file behind it is the shipped pool
+list, data/pools.txt, read once at import through data.py. The process table calls
 `Signatures.match_all()` once per process life, so matching is tuned for hosts with thousands of
 processes: every regular expression is compiled once, most checks are set look-ups.
 
@@ -19,12 +20,14 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from minerwatch.data import shipped_pool_names
 from minerwatch.names import basename as _basename
 from minerwatch.names import norm_name as _norm_name
 from minerwatch.names import may_fold, skeleton
 from minerwatch.names import stem as _stem
 from minerwatch.redact import redact_text as _redact_text
 from minerwatch.user_regex import compile_user_pattern
+from minerwatch.yaml_file import Node, section_fields
 
 __all__ = [
     "SIGNALS",
@@ -215,16 +218,11 @@ MINING_COINS: frozenset[str] = frozenset(
 )
 
 # Mining pools, matched by domain suffix (pool.supportxmr.com matches supportxmr.com).
-def _shipped_pools():
-    """The one shipped pool list, data/pools.txt: the network collector matches connections and
-    TLS names against it, and here a pool option naming one of its hosts is a miner option."""
-    from minerwatch.pool_intel import load_pool_list
-
-    return load_pool_list(shipped_ports=None)
-
-
-_POOLS = _shipped_pools()
-POOL_DOMAINS: Tuple[str, ...] = tuple(sorted(_POOLS.indicators.domains))
+# The one shipped pool list, data/pools.txt, read through data.py: the network collector matches
+# connections and TLS names against it, and here a pool option naming one of its hosts is a
+# miner option.
+_POOLS = shipped_pool_names()
+POOL_DOMAINS: Tuple[str, ...] = tuple(sorted(_POOLS.domains))
 
 # Environment variables that mining kits and miner containers set (Datadog's rule plus the
 # common docker-xmrig images). The WALLET* keys count only when the value looks like an address.
@@ -395,8 +393,16 @@ def _words(argv: Sequence[str]) -> List[str]:
 
 
 def is_pool_host(host: str) -> bool:
-    """True when host is, or is below, a shipped pool domain (and not an excluded one)."""
-    return _POOLS.match_domain(host) is not None
+    """True when host is, or is below, a shipped pool domain (and not an excluded one); the
+    longest listed suffix decides, as in the network collector's pool list."""
+    name = host.lower().rstrip(".")
+    while name:
+        if name in _POOLS.never:
+            return False
+        if name in _POOLS.domains:
+            return True
+        _, _, name = name.partition(".")
+    return False
 
 
 def _b64_fragments(data: bytes) -> List[str]:
@@ -560,8 +566,35 @@ def _name_regex(extras: Sequence[str] = ()) -> "re.Pattern[str]":
 _MINER_NAME_RE = _name_regex()
 
 
+@dataclass(frozen=True)
+class SignatureSettings:
+    """The `signatures:` section: the user's extra miner names and command-line patterns."""
+
+    extra_names: Tuple[str, ...] = ()
+    extra_patterns: Tuple[str, ...] = ()
+
+
+def read_settings(node: Optional[Node]) -> SignatureSettings:
+    """The `signatures:` section; a pattern the matcher cannot run is an error naming its line."""
+    fields = section_fields(node, ("extra_names", "extra_patterns"))
+    names = tuple(fields["extra_names"].strings()) if "extra_names" in fields else ()
+    patterns = []
+    for item in fields["extra_patterns"].items() if "extra_patterns" in fields else []:
+        pattern = item.string()
+        try:
+            compile_user_pattern(pattern)  # the matcher Signatures runs: RE2, linear time
+        except ValueError as exc:
+            raise item.error(str(exc)) from None
+        patterns.append(pattern)
+    return SignatureSettings(names, tuple(patterns))
+
+
 class Signatures:
     """The shipped signatures plus the configured extras, compiled once."""
+
+    @classmethod
+    def from_settings(cls, settings: SignatureSettings) -> "Signatures":
+        return cls(settings.extra_names, settings.extra_patterns)
 
     def __init__(self, extra_names: Iterable[str] = (), extra_patterns: Iterable[str] = ()) -> None:
         # Configured names match exactly (case-insensitive, .exe and directories ignored).

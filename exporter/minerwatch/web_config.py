@@ -16,7 +16,7 @@ import os
 import ssl
 from typing import Dict, Optional
 
-from minerwatch.config import Node, load_yaml
+from minerwatch.yaml_file import Node, load_yaml
 from minerwatch.web_auth import BasicAuth, bcrypt_cost
 
 CLIENT_AUTH = {

@@ -19,9 +19,9 @@ __all__ = ["Exclusion", "ExclusionWatcher", "Reading", "SIGNAL", "SourceError", 
 def describe_exclusions(context) -> List[str]:
     """For `minerwatch scan`: the exclusions that cover each suspect of the last process scan,
     and the exclusion sources that could not be read (so "none" is not mistaken for "unknown")."""
-    watcher = find_watcher(context)
-    table = getattr(context, "processes", None)
-    if watcher is None or table is None:
+    table = context.processes
+    watcher = find_watcher(table)
+    if watcher is None:
         return []
     lines = []
     snapshot = table.last or table.scan()

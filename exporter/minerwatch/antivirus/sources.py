@@ -13,14 +13,12 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, Optional, Tuple
-
-import yaml
 
 from minerwatch.antivirus import clamav, defender_windows, mdatp_linux
 from minerwatch.antivirus.model import Reading, SourceError
-from minerwatch.config import Node
+from minerwatch.yaml_file import Node, section_fields
 
 # format -> (product, the kinds it can hold, parser of a file's bytes; None: the live registry)
 FORMATS = {
@@ -61,36 +59,31 @@ class FileSource:
         return self.parser(data, self.name)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SourceSpec:
     format: str
     path: Optional[str] = None
     builtin: bool = False  # a well-known place: read under the root; configured paths are taken as written
 
 
-@dataclass
-class Settings:
+@dataclass(frozen=True)
+class AntivirusSettings:
     interval: float = DEFAULT_INTERVAL
     defaults: bool = True
-    sources: List[SourceSpec] = field(default_factory=list)
+    sources: Tuple[SourceSpec, ...] = ()
 
 
-def read_settings(config) -> Settings:
-    """The `antivirus` section; raises ConfigError naming file:line: key."""
-    settings = Settings()
-    section = getattr(config, "section", None)
-    node: Optional[Node] = section("antivirus") if callable(section) else None
-    if node is None or (isinstance(node.node, yaml.ScalarNode) and node.node.tag.endswith(":null")):
-        return settings
-    fields = node.mapping(("interval", "defaults", "sources"))
+def read_settings(node: Optional[Node]) -> AntivirusSettings:
+    """The `antivirus:` section; raises ConfigError naming file:line: key."""
+    fields = section_fields(node, ("interval", "defaults", "sources"))
+    values: dict = {}
     if "interval" in fields:
-        settings.interval = fields["interval"].number()
+        values["interval"] = fields["interval"].number()
     if "defaults" in fields:
-        settings.defaults = fields["defaults"].boolean()
+        values["defaults"] = fields["defaults"].boolean()
     if "sources" in fields:
-        for item in fields["sources"].items():
-            settings.sources.append(_read_source(item))
-    return settings
+        values["sources"] = tuple(_read_source(item) for item in fields["sources"].items())
+    return AntivirusSettings(**values)
 
 
 def _read_source(item: Node) -> SourceSpec:
@@ -122,7 +115,7 @@ def default_specs(windows: bool) -> List[SourceSpec]:
     return specs
 
 
-def build_sources(settings: Settings, root: str = "/", winreg=None, windows: Optional[bool] = None) -> List:
+def build_sources(settings: AntivirusSettings, root: str = "/", winreg=None, windows: Optional[bool] = None) -> List:
     """The sources to watch; `winreg` is the registry module, None where there is none.
 
     A source whose product is absent (no registry on Linux, no file) is not an error: one config
@@ -130,7 +123,7 @@ def build_sources(settings: Settings, root: str = "/", winreg=None, windows: Opt
     """
     if windows is None:
         windows = os.name == "nt"
-    specs = (default_specs(windows) if settings.defaults else []) + settings.sources
+    specs = (default_specs(windows) if settings.defaults else []) + list(settings.sources)
     sources, seen = [], set()
     for spec in specs:
         if (spec.format, spec.path) in seen:

@@ -166,8 +166,9 @@ def _listing(exclusions) -> str:
     return "; ".join(f"{e.kind} {e.value}" for e in sorted(exclusions, key=lambda e: (e.kind, e.value)))
 
 
-def find_watcher(context) -> Optional[ExclusionWatcher]:
-    for source in getattr(context, "signal_sources", []):
+def find_watcher(table) -> Optional[ExclusionWatcher]:
+    """The watcher the antivirus collector added to the process table, if it runs."""
+    for source in table.signal_sources if table is not None else ():
         if isinstance(source, ExclusionWatcher):
             return source
     return None

@@ -1,7 +1,7 @@
 """Antivirus collector: the exclusions of Defender, Defender for Endpoint and ClamAV, and changes.
 
 Processes under an exclusion are flagged by the process table (signal `av_excluded`), through
-the watcher this collector adds to `context.signal_sources`; the process collector exports them.
+the watcher this collector adds to the table's signal sources; the process collector exports them.
 A product that is not installed exports nothing; a source that cannot be read says source_up 0
 and its last good exclusions are still counted.
 
@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Mapping, Optional
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from minerwatch.antivirus.sources import FORMATS, build_sources, read_settings, registry_module
+from minerwatch.antivirus.sources import FORMATS, build_sources, registry_module
 from minerwatch.antivirus.watcher import ExclusionWatcher
 from minerwatch.collectors.base import Collector, Context, register
 
@@ -45,12 +45,13 @@ class AntivirusCollector(Collector):
         wall_clock: Callable[[], float] = time.time,
     ):
         super().__init__(context)
-        settings = read_settings(context.config)  # ConfigError at start-up, not at scrape time
+        settings = context.config.antivirus
         if winreg is _AUTO:
             winreg = registry_module()
         sources = build_sources(settings, root=root, winreg=winreg)
         self.watcher = ExclusionWatcher(sources, settings.interval, environ, clock, wall_clock)
-        context.signal_sources.append(self.watcher)  # one classification: the process table asks it
+        if context.processes is not None:  # one classification: the process table asks the watcher
+            context.processes.add_signal_source(self.watcher)
 
     def collect(self) -> Iterable[Metric]:
         self.watcher.refresh()  # at most once per interval, whoever asks first

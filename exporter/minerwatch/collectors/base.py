@@ -10,10 +10,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, Iterator, List, Optional
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, Iterator, List, Optional
 
 from prometheus_client.core import GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:  # config.py imports the collectors' settings readers, so not at run time
+    from minerwatch.config import Config
+    from minerwatch.process_table import ProcessTable
 
 log = logging.getLogger("minerwatch.collectors")
 
@@ -43,21 +47,19 @@ class Collector:
 
 @dataclass
 class Context:
-    """What collectors share: configuration, host paths and the shared process view.
+    """What collectors share: the configuration, host paths and the shared process view.
 
-    `processes` is the one classification of processes on this host (see process_table.py);
-    other collectors (gpu, network, antivirus) look processes up there instead of classifying
-    them again. `signal_sources` are extra per-process signal providers (antivirus exclusions,
-    pool connections) that the process table asks when it classifies a process;
-    `busy_sources` say which processes keep other hardware busy (a GPU miner uses little CPU).
+    `config` holds one frozen settings object per area (config.py), the flags already applied:
+    a collector reads its own (`config.gpu`) and the process limits (`config.process`).
+    `processes` is the one classification of processes on this host (process_table.py); other
+    collectors look processes up there instead of classifying them again, and feed it through
+    `add_signal_source` (pool connections, antivirus exclusions) and `add_busy_source` (GPUs).
     """
 
-    config: "object"
+    config: "Config"
     procfs: str = "/proc"
     sysfs: str = "/sys"
-    processes: Optional["object"] = None
-    signal_sources: List["object"] = field(default_factory=list)
-    busy_sources: List["object"] = field(default_factory=list)  # pids busy on other hardware (GPUs)
+    processes: Optional["ProcessTable"] = None
 
 
 _REGISTRY: Dict[str, type] = {}

@@ -30,25 +30,22 @@ from minerwatch.collectors.host import busy_seconds, read_cpu
 from minerwatch.collectors.process import LABELS
 from minerwatch.proc_reader import ReadError
 from minerwatch.collectors.base import Collector, Context, register
+from minerwatch.yaml_file import Node, section_fields
 
 log = logging.getLogger("minerwatch.energy")
 
 DEFAULT_CPU_WATTS_PER_CORE = 10.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class EnergySettings:
     cpu_watts_per_core: float = DEFAULT_CPU_WATTS_PER_CORE
 
 
-def read_settings(config) -> EnergySettings:
+def read_settings(node: Optional[Node]) -> EnergySettings:
     """The `energy:` section of the config file; errors name file, line and key."""
-    settings = EnergySettings()
-    section = config.section("energy") if config is not None and hasattr(config, "section") else None
-    if section is not None and section.node.value not in (None, ""):
-        for key, child in section.mapping(("cpu_watts_per_core",)).items():
-            settings.cpu_watts_per_core = child.number(minimum=0.1, maximum=1000.0)
-    return settings
+    fields = section_fields(node, ("cpu_watts_per_core",))
+    return EnergySettings(**{key: child.number(minimum=0.1, maximum=1000.0) for key, child in fields.items()})
 
 
 @register
@@ -58,7 +55,7 @@ class EnergyCollector(Collector):
 
     def __init__(self, context: Context) -> None:
         super().__init__(context)
-        self.settings = read_settings(context.config)
+        self.settings = context.config.energy
         self._rapl = rapl.EnergyCounter()
         self._rapl_reason: Optional[str] = None  # why RAPL is not used, logged once
         self._busy: Optional[float] = None  # host busy CPU seconds at the last scrape
@@ -116,7 +113,7 @@ class EnergyCollector(Collector):
         # so both deltas cover the same interval. One pread each, for at most max_suspects.
         snapshot = table.last or table.scan()
         tracked: Dict[Tuple[int, float], Tuple[float, float]] = {}
-        for view in snapshot.suspects[: table.settings.max_suspects]:
+        for view in snapshot.suspects[: self.context.config.process.max_suspects]:
             try:
                 stat = table.reader.stat(view.pid)
             except ReadError:

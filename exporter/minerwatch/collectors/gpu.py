@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from minerwatch.gpu_reader import DEFAULT_RETRY_SECONDS, GpuProcess, GpuReading, NvmlReader
 from minerwatch.collectors.base import Collector, Context, register
+from minerwatch.yaml_file import Node, section_fields
 
 GPU = ["gpu", "uuid"]
 PROCESS = GPU + ["pid", "name", "user"]
@@ -60,22 +61,15 @@ SPREADS: Tuple[Tuple[str, str, str], ...] = (
      "Max minus min of power draw over the samples NVML took since the last scrape."),
 )
 
-DEFAULT_MAX_PROCESSES = 20  # ProcessSettings.max_suspects, when no process table is shared
-
-
-@dataclass
+@dataclass(frozen=True)
 class GpuSettings:
     init_retry_seconds: float = DEFAULT_RETRY_SECONDS  # how often to retry nvmlInit without driver
 
 
-def read_settings(config) -> GpuSettings:
+def read_settings(node: Optional[Node]) -> GpuSettings:
     """The `gpu:` section of the config file; errors name file, line and key."""
-    settings = GpuSettings()
-    section = config.section("gpu") if config is not None and hasattr(config, "section") else None
-    if section is not None:
-        for key, child in section.mapping(("init_retry_seconds",)).items():
-            settings.init_retry_seconds = child.number(minimum=1.0)
-    return settings
+    fields = section_fields(node, ("init_retry_seconds",))
+    return GpuSettings(**{key: child.number(minimum=1.0) for key, child in fields.items()})
 
 
 def _default_nvml():
@@ -112,18 +106,19 @@ class GpuCollector(Collector):
 
     def __init__(self, context: Context, nvml=None, clock: Callable[[], float] = time.monotonic):
         super().__init__(context)
-        settings = read_settings(context.config)
+        settings = context.config.gpu
         # NVML is initialised on the first scrape, not here: listing collectors loads no library.
         self.reader = NvmlReader(nvml if nvml is not None else _default_nvml(), clock=clock,
                                  retry_seconds=settings.init_retry_seconds)
-        self._busy: Set[int] = set()
+        self._busy: Dict[int, float] = {}  # pid -> its largest share of one GPU's SM time
         self._energy: Dict[str, float] = {}  # GPU uuid -> its energy counter at the last scrape
         self._process_joules: Dict[Tuple[str, int], float] = {}  # (uuid, pid) -> apportioned
-        context.busy_sources.append(self)  # a GPU miner under a weak signal is suspect too
+        if context.processes is not None:  # a GPU miner under a weak signal is suspect too
+            context.processes.add_busy_source(self)
 
-    def busy_pids(self) -> Set[int]:
-        """Processes using at least `suspect_busy_cores` of a GPU's SM time (capped at the whole
-        GPU) in the last scrape: what "busy" means for weak signals, on a GPU."""
+    def busy_shares(self) -> Dict[int, float]:
+        """Each process's share of a GPU's SM time in the last scrape (the largest, if on several
+        GPUs); the process table decides how much is busy."""
         return self._busy
 
     def close(self) -> None:
@@ -142,7 +137,7 @@ class GpuCollector(Collector):
             yield from self._devices(reading)
             yield from self._processes(reading)
         else:
-            self._busy = set()
+            self._busy = {}
         errors = CounterMetricFamily(
             "minerwatch_gpu_read_errors", "NVML queries that failed other than 'not supported', by reason.",
             labels=["reason"],
@@ -207,9 +202,10 @@ class GpuCollector(Collector):
 
     def _processes(self, reading) -> Iterable[Metric]:
         rows = self._join(reading)
-        table = self.context.processes
-        threshold = min(table.settings.suspect_busy_cores, 1.0) if table is not None else 0.5
-        self._busy = {row.pid for row in rows if (row.sm_ratio or 0.0) >= threshold}
+        busy: Dict[int, float] = {}
+        for row in rows:
+            busy[row.pid] = max(busy.get(row.pid, 0.0), row.sm_ratio or 0.0)
+        self._busy = busy
         count = GaugeMetricFamily(
             "minerwatch_gpu_processes", "Processes with a compute or graphics context on the GPU.", labels=GPU
         )
@@ -249,7 +245,7 @@ class GpuCollector(Collector):
         )
         # Bounded like the process collector: suspects first, then the busiest; never all PIDs.
         rows.sort(key=lambda r: (not r.suspect, [-x for x in r.busy], r.gpu.index, r.pid))
-        rows = rows[: self._max_processes()]
+        rows = rows[: self.context.config.process.max_suspects]
         joules = self._apportion_energy(reading, rows)
         for row in rows:
             labels = [str(row.gpu.index), row.gpu.uuid, str(row.pid), row.name, row.user]
@@ -296,7 +292,3 @@ class GpuCollector(Collector):
             kept[key] = value
         self._process_joules = kept
         return kept
-
-    def _max_processes(self) -> int:
-        settings = getattr(self.context.processes, "settings", None)
-        return settings.max_suspects if settings is not None else DEFAULT_MAX_PROCESSES

@@ -25,7 +25,7 @@ class ProcessCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         table = self.context.processes
-        settings = table.settings
+        max_suspects = self.context.config.process.max_suspects
         snapshot = table.scan()
 
         yield GaugeMetricFamily(
@@ -59,7 +59,7 @@ class ProcessCollector(Collector):
             labels=LABELS + ["exe", "exe_sha256", "cmdline", "signals"],
         )
 
-        for view in snapshot.watched(settings.max_suspects):
+        for view in snapshot.watched(max_suspects):
             labels = [str(view.pid), view.name, view.user]
             cpu.add_metric(labels, view.stat.cpu_seconds)
             threads.add_metric(labels, view.stat.threads)

@@ -37,8 +37,8 @@ log = logging.getLogger("minerwatch.windows.service")
 
 
 class StopRequest:
-    """Stands in for the signal queue of the run loop (minerwatch/service.py): `wait()` answers
-    SIGTERM once the service manager asked the service to stop."""
+    """The run loop's signal source here (minerwatch/service.py, `serve_argv`): `wait()`
+    answers SIGTERM once the service manager asked the service to stop."""
 
     def __init__(self):
         self._event = threading.Event()
@@ -59,19 +59,9 @@ def run_exporter(argv: List[str], stop: StopRequest) -> None:
     The service manager runs a service's body in a thread of its own, where signal handlers
     cannot be installed; so the run loop is handed `stop` as its signal source.
     """
-    from minerwatch import cli, service
+    from minerwatch import service
 
-    entry = getattr(service, "serve_argv", None)
-    if entry is not None:  # the run loop's own entry with an injectable signal source
-        entry(argv, stop)
-        return
-    # Until then: `serve` takes its signal queue from SignalQueue.install(); give it ours.
-    original = service.SignalQueue.__dict__["install"]
-    service.SignalQueue.install = classmethod(lambda cls: stop)
-    try:
-        cli.cli.main(args=["serve", *argv], prog_name="minerwatch", standalone_mode=False)
-    finally:
-        service.SignalQueue.install = original
+    service.serve_argv(argv, stop)
 
 
 class MinerwatchService(win32serviceutil.ServiceFramework):

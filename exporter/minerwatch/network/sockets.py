@@ -22,7 +22,7 @@ from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 import psutil
 
-from minerwatch.pool_intel import canonical_ip
+from minerwatch.network.pools import canonical_ip
 
 # /proc/net/tcp `st` column (include/net/tcp_states.h)
 ESTABLISHED, SYN_SENT, LISTEN = "01", "02", "0A"

@@ -34,8 +34,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import click
 
-from minerwatch.pool_intel import load_pool_list, usable_address
-from minerwatch.sniffer import DNS_A, DNS_AAAA, answer_chain, parse_dns_response
+from minerwatch.network.dns import DNS_A, DNS_AAAA, answer_chain, parse_dns_response
+from minerwatch.network.pools import load_pool_list, usable_address
 from minerwatch.text import host_text
 
 Server = Tuple[str, int]
@@ -266,7 +266,7 @@ def resolve_pools(output, ioc_files, nameservers, timeout, attempts, concurrency
                f"{count} addresses written to {host_text(output)} ({left_out} sinkhole or CDN answers left out)")
 
 
-if __name__ == "__main__":  # python -m minerwatch.resolve_pools ...: the same exit codes as `minerwatch`
+if __name__ == "__main__":  # python -m minerwatch.network.resolve ...: the same exit codes as `minerwatch`
     from minerwatch import cli
 
     if "resolve-pools" not in cli.cli.commands:

@@ -33,14 +33,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
-from minerwatch.config import ConfigError
+from minerwatch import data
 from minerwatch.text import host_text
+from minerwatch.yaml_file import ConfigError
 
 log = logging.getLogger("minerwatch.network")
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-SHIPPED_POOLS = os.path.join(DATA, "pools.txt")
-SHIPPED_PORTS = os.path.join(DATA, "pool_ports.txt")
+# The shipped lists (read through data.py, the one place reading shipped files).
+SHIPPED_POOLS = os.path.join(data.DATA_DIR, data.POOLS)
+SHIPPED_PORTS = os.path.join(data.DATA_DIR, data.POOL_PORTS)
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -305,17 +306,14 @@ def load_pool_list(
     ioc_files: Sequence[Tuple[str, str]] = (),
     extra_ports: Iterable[int] = (),
     exclude_domains: Iterable[str] = (),
-    shipped: Optional[str] = SHIPPED_POOLS,
-    shipped_ports: Optional[str] = SHIPPED_PORTS,
 ) -> PoolList:
     """Shipped lists plus user IOC files given as (path to open, name shown in errors)."""
     indicators = Indicators()
     first: List[str] = []  # Stratum endpoints, shipped then named in IOC files
     then: List[str] = []  # other user domains; the shipped web-site names are never resolved
-    if shipped:
-        ours = load_indicators(shipped, os.path.basename(shipped))
-        indicators.merge(ours)
-        first.extend(ours.stratum)
+    ours = parse_indicators(data.shipped_lines(data.POOLS), data.POOLS)
+    indicators.merge(ours)
+    first.extend(ours.stratum)
     for path, shown in ioc_files:
         theirs = load_indicators(path, shown)
         indicators.merge(theirs)
@@ -324,9 +322,7 @@ def load_pool_list(
     for domain in exclude_domains:
         indicators.excluded.setdefault(domain, "config")
     ports: Set[int] = set(extra_ports)
-    if shipped_ports:
-        with open(shipped_ports, encoding="utf-8") as f:
-            ports.update(parse_ports(f, os.path.basename(shipped_ports)))
+    ports.update(parse_ports(data.shipped_lines(data.POOL_PORTS), data.POOL_PORTS))
     return PoolList(indicators, ports, first + then)
 
 

@@ -1,0 +1,190 @@
+"""Which of the host's connections go to a mining pool, and on what evidence.
+
+Evidence for a connection, strongest first (a connection can have several, comma-joined):
+    stratum  its first bytes on the wire are Stratum, any dialect, any port (sniffer.py)
+    sni      its TLS ClientHello names a listed pool (sniffer.py)
+    list     its remote address is in a list: IP, CIDR or host:port (pools.py; including the file
+             that `minerwatch resolve-pools` writes centrally, resolve.py)
+    dns      its remote address is one that a DNS answer the host received gave for a listed pool
+             name (dns.py), or, only where `resolve_max_names` > 0, that this exporter resolved
+             (pools.PoolResolver); weaker than the above (addresses are reused), so CDN and
+             sinkhole answers are never used
+    port     only its remote port is a usual Stratum port: weak, exported, never a signal alone
+
+Any evidence but `port` gives the owner process the `pool_connection` signal: the monitor is a
+signal source of the process table (process_table.py).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple
+
+from minerwatch.network.pools import PoolList, PoolListLoader, PoolResolver
+from minerwatch.network.sniffer import Sniffer, SnifferState
+from minerwatch.network.sockets import Conn
+from minerwatch.signatures import Match
+
+EVIDENCE = ("stratum", "sni", "list", "dns", "port")  # strongest first
+SIGNAL = "pool_connection"
+HIT_TTL = 300.0  # seconds a sniffed connection not in the socket table is still reported
+
+
+@dataclass
+class PoolConnection:
+    conn: Conn
+    evidence: List[Tuple[str, str, str]]  # (kind, pool, detail), strongest first
+
+    @property
+    def strong(self) -> bool:
+        return any(kind != "port" for kind, _, _ in self.evidence)
+
+    @property
+    def kinds(self) -> str:
+        return ",".join(kind for kind, _, _ in self.evidence)
+
+    @property
+    def pool(self) -> str:
+        return next((pool for _, pool, _ in self.evidence if pool), "")
+
+    @property
+    def reason(self) -> str:
+        details = "; ".join(f"{kind}: {detail}" for kind, _, detail in self.evidence)
+        return f"connection to {self.conn.remote} ({details})"
+
+
+class PoolMonitor:
+    """Matches the socket table against the pool list, resolved names and sniffed flows.
+
+    It is also the SignalSource the process table asks: `refresh()` rescans (at most once per
+    `min_interval`, whoever asks first), `match()` answers from the last scan.
+    """
+
+    def __init__(
+        self,
+        pools: PoolList,
+        resolver: PoolResolver,
+        sockets,
+        sniffer: Optional[Sniffer] = None,
+        max_weak: int = 20,
+        min_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        lists: Optional[PoolListLoader] = None,
+        resolve_max_names: int = 0,
+    ):
+        self.pools, self.resolver, self.sockets, self.sniffer = pools, resolver, sockets, sniffer
+        self.lists, self.resolve_max_names = lists, resolve_max_names
+        # connections made while their address was a learned pool address: they keep that
+        # evidence for as long as they last, even after the DNS answer's time is up
+        self._learned_conns: Dict[Tuple, Tuple[str, str, str]] = {}
+        self.max_weak = max_weak
+        self.min_interval = min_interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last = float("-inf")
+        self.matches: List[PoolConnection] = []
+        self.weak_total = 0  # port-only connections, also those beyond the cap
+        self.sniffer_state = SnifferState()
+        self._reasons: Dict[int, str] = {}
+        self.generation = 0
+
+    # SignalSource
+    def refresh(self) -> None:
+        self.update()
+
+    def match(self, facts) -> Optional[Match]:
+        reason = self._reasons.get(facts.pid)
+        return Match(SIGNAL, reason) if reason else None
+
+    def update(self, force: bool = False) -> List[PoolConnection]:
+        # Resolving starts with the first scan, not at construction: an exporter that fails to
+        # start (port taken) or a `--help` never sends a DNS query.
+        self.resolver.start()
+        with self._lock:
+            now = self._clock()
+            if force or now - self._last >= self.min_interval:
+                self._last = now
+                self._scan(now)
+            return list(self.matches)
+
+    def _reload_lists(self) -> None:
+        if self.lists is None or not self.lists.refresh():
+            return
+        self.pools = self.lists.pools
+        if self.resolve_max_names:
+            self.resolver.names = self.pools.resolve_names(self.resolve_max_names)
+
+    def _evidence(self, conn: Conn, hits, learned, learned_conns) -> List[Tuple[str, str, str]]:
+        found = []
+        key = (conn.local, conn.remote)
+        hit = hits.get(key)
+        if hit is not None:
+            found.append((hit.evidence, hit.pool, hit.detail))
+        remote = conn.remote
+        listed = self.pools.match_address(remote.ip, remote.port)
+        if listed:
+            found.append(("list", listed[0], f"{listed[0]} listed at {listed[1]}"))
+        for name in self.resolver.names_for(remote.ip):
+            ports = self.pools.name_ports.get(name)
+            if ports is None or remote.port in ports:
+                found.append(("dns", name, f"an address of {name}"))
+                break
+        if not any(kind == "dns" for kind, _, _ in found):
+            seen = self._learned_conns.get(key)
+            entry = learned.get(remote.ip)
+            if entry is not None:
+                ports = self.pools.name_ports.get(entry.pool)
+                if ports is None or remote.port in ports:
+                    seen = ("dns", entry.pool, f"the host looked up {entry.name}: DNS answered {remote.ip}")
+            if seen is not None:
+                learned_conns[key] = seen
+                found.append(seen)
+        if remote.port in self.pools.ports:
+            found.append(("port", "", f"usual Stratum port {remote.port}"))
+        return found
+
+    def _scan(self, now: float) -> None:
+        self._reload_lists()
+        state = self.sniffer.snapshot() if self.sniffer is not None else SnifferState()
+        hits = state.hits
+        strong: List[PoolConnection] = []
+        weak: List[PoolConnection] = []
+        seen = set()
+        learned_conns: Dict[Tuple, Tuple[str, str, str]] = {}
+        for conn in self.sockets.connections():
+            evidence = self._evidence(conn, hits, state.learned, learned_conns)
+            if evidence:
+                seen.add((conn.local, conn.remote))
+                match = PoolConnection(conn, evidence)
+                (strong if match.strong else weak).append(match)
+        # Attribution reads /proc/PID/fd: only for matches, and port-only ones only up to the cap.
+        matches = strong + weak[: self.max_weak]
+        self.sockets.attribute([m.conn for m in matches])
+        # Sniffed connections not in this namespace's socket table (a container's, or closed).
+        stale = []
+        for key, hit in hits.items():
+            if key in seen:
+                continue
+            if now - hit.seen > HIT_TTL:
+                stale.append(key)
+            else:
+                conn = Conn(hit.client, hit.server, "unknown")
+                matches.append(PoolConnection(conn, [(hit.evidence, hit.pool, hit.detail)]))
+        if stale and self.sniffer is not None:
+            self.sniffer.forget(stale)
+        order = {kind: i for i, kind in enumerate(EVIDENCE)}
+        matches.sort(key=lambda m: (not m.strong, order[m.evidence[0][0]], m.conn.pid is None, m.conn.pid or 0,
+                                    str(m.conn.remote)))
+        reasons: Dict[int, str] = {}
+        for m in matches:
+            if m.strong and m.conn.pid is not None:
+                reasons.setdefault(m.conn.pid, m.reason)
+        if reasons != self._reasons:
+            self._reasons = reasons
+            self.generation += 1
+        self._learned_conns = learned_conns  # closed connections are forgotten
+        self.matches = matches
+        self.weak_total = len(weak)
+        self.sniffer_state = state
