@@ -131,3 +131,18 @@ def test_remote_write_keeps_every_series_the_rules_and_dashboards_read():
     names |= {"minerwatch_process_suspect_info", "up", "ALERTS", "scrape_duration_seconds",
               "probe_success", "process_start_time_seconds"}  # liveness rules read them
     assert names and all(keep.match(n) for n in names), [n for n in names if not keep.match(n)]
+
+
+def test_systemd_reload_is_sighup_and_stop_waits_for_the_drain():
+    from minerwatch.collectors import available
+    from minerwatch.collectors.base import DEFAULT_TIMEOUT
+
+    settings = {}
+    for line in (DEPLOY / "systemd/minerwatch.service").read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            settings.setdefault(key.strip(), value.strip())
+    assert settings["ExecReload"] == "/bin/kill -HUP $MAINPID"  # the exporter reloads on SIGHUP
+    # SIGTERM lets every collector finish its scrape (at most --collector.timeout each) before exit:
+    # systemd must not SIGKILL it sooner.
+    assert int(settings["TimeoutStopSec"]) >= DEFAULT_TIMEOUT * len(available()) + 1
