@@ -14,6 +14,10 @@ command -v ip >/dev/null 2>&1 || missing="$missing iproute2"          # test net
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"    # renders the report as a person sees it
 command -v makensis >/dev/null 2>&1 || missing="$missing nsis"        # compiles the Windows installer script
 command -v prometheus-blackbox-exporter >/dev/null 2>&1 || missing="$missing prometheus-blackbox-exporter"  # ping probe
+# the silent-miner stand-in is a small C program speaking TLS; xz and gcc are benign heavy loads
+command -v gcc >/dev/null 2>&1 || missing="$missing gcc"
+[ -f /usr/include/openssl/ssl.h ] || missing="$missing libssl-dev"
+command -v xz >/dev/null 2>&1 || missing="$missing xz-utils"
 python3 -c 'import ensurepip' 2>/dev/null || missing="$missing python3-venv"
 if [ -n "$missing" ]; then
     sudo=""

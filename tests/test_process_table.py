@@ -6,7 +6,7 @@ from minerwatch.allowlist import Allowlist, AllowRule
 from minerwatch.proc_reader import ProcfsReader
 from minerwatch.process_table import ProcessSettings, ProcessTable
 from minerwatch.signatures import Match, Signatures
-from procfs_fixture import TICKS, FakeProcess, build
+from support.procfs import TICKS, FakeProcess, build
 
 WALLET = "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A"
 
@@ -53,7 +53,7 @@ def make_table(tmp_path, processes, clock, **kw):
 
 def set_cpu(tmp_path, pid, ticks):
     """Advance a fixture process's CPU time, as the kernel would."""
-    from procfs_fixture import stat_line
+    from support.procfs import stat_line
 
     stat = tmp_path / "proc" / str(pid) / "stat"
     fields = stat.read_text()
@@ -84,7 +84,7 @@ def test_pid_reuse_is_a_new_process(tmp_path):
     # The miner exits and an innocent process gets its pid, with a later start time.
     stat = tmp_path / "proc" / "100"
     innocent = FakeProcess(100, "bash", ["-bash"], exe="/usr/bin/bash", start_ticks=MINER.start_ticks + 500)
-    from procfs_fixture import stat_line
+    from support.procfs import stat_line
 
     (stat / "stat").write_text(stat_line(innocent))
     (stat / "cmdline").write_bytes(b"-bash\0")

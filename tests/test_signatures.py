@@ -12,6 +12,7 @@ import pytest
 
 from minerwatch import signatures as sig
 from minerwatch.signatures import (
+    BEHAVIOUR_SIGNALS,
     DISGUISE_SIGNALS,
     MINER_NAME_PREFIXES,
     MINER_NAMES_EXACT,
@@ -71,13 +72,15 @@ def test_signal_names_and_classes():
     assert set(SIGNALS) == {
         "miner_name", "miner_cmdline", "pool_url", "encoded_cmdline", "wallet_address", "miner_env",
         "exe_deleted", "exe_in_temp_dir", "name_mismatch", "av_excluded", "pool_connection",
+        "miner_exe_content", "miner_config", "packed_exe", "miner_behaviour", "randomx_memory",
     }
     assert STRONG_SIGNALS == {
         "miner_name", "miner_cmdline", "pool_url", "encoded_cmdline", "wallet_address", "miner_env",
-        "pool_connection",
+        "pool_connection", "miner_exe_content", "miner_config",
     }
-    assert DISGUISE_SIGNALS == {"exe_deleted", "exe_in_temp_dir", "name_mismatch"}
-    assert WEAK_SIGNALS == DISGUISE_SIGNALS | {"av_excluded"}
+    assert DISGUISE_SIGNALS == {"exe_deleted", "exe_in_temp_dir", "name_mismatch", "packed_exe"}
+    assert BEHAVIOUR_SIGNALS == {"miner_behaviour", "randomx_memory"}
+    assert WEAK_SIGNALS == DISGUISE_SIGNALS | BEHAVIOUR_SIGNALS | {"av_excluded"}
     assert not STRONG_SIGNALS & WEAK_SIGNALS
     assert STRONG_SIGNALS | WEAK_SIGNALS == set(SIGNALS)
     assert all(isinstance(d, str) and d and "\n" not in d for d in SIGNALS.values())

@@ -2,6 +2,7 @@
 
     data/pools.txt       mining-pool domains (`!domain`: never a pool; `domain stratum`: resolvable)
     data/pool_ports.txt  usual Stratum ports and port ranges
+    data/exe_patterns.txt byte patterns of miner executables, by family (exe_content.py)
 
 Each file is read once per process, on first use, and its lines kept: `signatures` reads the
 pool domains when it is imported, the network collector when it starts and whenever an IOC file
@@ -19,6 +20,7 @@ from typing import FrozenSet, Tuple
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 POOLS = "pools.txt"
 POOL_PORTS = "pool_ports.txt"
+EXE_PATTERNS = "exe_patterns.txt"
 
 
 @functools.lru_cache(maxsize=None)

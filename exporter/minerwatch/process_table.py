@@ -56,6 +56,10 @@ class ProcessSettings:
     top_min_cpu_cores: float = 0.1  # a process idler than this is never in the top-K
     suspect_busy_cores: float = 0.5  # weak signals only: suspect this busy (cores, or share of a device)
     cmdline_max_length: int = 256
+    # the busy probe (busy_probe.py): processes at or above suspect_busy_cores get a deeper look
+    # (executable content, miner config, behaviour, memory shape) at most this often; 0 turns it off
+    busy_probe_interval_seconds: float = 5.0
+    busy_probe_window_seconds: float = 20.0  # behaviour and memory shape are judged over this
 
 
 # Allowed range of each setting, from what it drives: top_k and max_suspects bound per-process
@@ -67,6 +71,8 @@ PROCESS_RANGES = {
     "top_min_cpu_cores": (0.0, 1024.0),
     "suspect_busy_cores": (0.0, 1024.0),
     "cmdline_max_length": (16, 4096),
+    "busy_probe_interval_seconds": (0.0, 3600.0),
+    "busy_probe_window_seconds": (1.0, 3600.0),
 }
 
 
@@ -133,6 +139,8 @@ class _Entry:
     static: Dict[str, str]  # signature matches, once per process life
     allowlisted: bool
     source_generations: Optional[Tuple[int, ...]] = None
+    sourced: Dict[str, str] = field(default_factory=dict)  # from signal sources
+    probed: Dict[str, str] = field(default_factory=dict)  # from the busy probe, while busy
     # static and source signals merged, and what they make of the process; recomputed only
     # when a source's generation changes, so an unchanged process costs no dict work a scrape
     signals: Dict[str, str] = field(default_factory=dict)
@@ -141,8 +149,8 @@ class _Entry:
     baseline: Optional[Tuple[float, float]] = None  # (monotonic time, cpu seconds)
     cpu_cores: float = 0.0
 
-    def merge(self, source_signals: Dict[str, str]) -> None:
-        self.signals = {**source_signals, **self.static}  # a static reason wins a tie
+    def merge(self) -> None:
+        self.signals = {**self.sourced, **self.probed, **self.static}  # a static reason wins a tie
         self.strong = not self.allowlisted and not STRONG_SIGNALS.isdisjoint(self.signals)
         self.weak = not self.allowlisted and not WEAK_SIGNALS.isdisjoint(self.signals)
 
@@ -173,6 +181,17 @@ class ProcessTable:
         self.read_errors_total: Counter = Counter()  # cumulative, for a _total counter
         self.skipped_total = 0  # cumulative: processes a scan left out after an unexpected error
         self._skip_logged: set = set()  # pids whose failure was logged
+        self.busy_probe = self._make_busy_probe()
+
+    def _make_busy_probe(self):
+        if self.settings.busy_probe_interval_seconds <= 0:
+            return None
+        from minerwatch.behaviour import BehaviourLimits
+        from minerwatch.busy_probe import BusyProbe
+
+        return BusyProbe(self.reader, self.signatures, getattr(self.reader, "procfs", None),
+                         self.settings.busy_probe_interval_seconds,
+                         BehaviourLimits(window_seconds=self.settings.busy_probe_window_seconds))
 
     # -- wiring: collectors built after the table add what they know ---------------------------
     def add_signal_source(self, source: SignalSource) -> None:
@@ -213,6 +232,7 @@ class ProcessTable:
         busy = self.settings.suspect_busy_cores
         busy_elsewhere = self._busy_on_devices(min(busy, 1.0))  # a device is at most all busy
         skipped = 0
+        probe = self.busy_probe
         for pid in self.reader.pids():
             try:
                 stat = self.reader.stat(pid)
@@ -231,11 +251,21 @@ class ProcessTable:
             alive[key] = entry
             self._update_cpu(entry, stat, now)
             if entry.source_generations != generations:
-                entry.merge(self._source_signals(entry.facts))
+                entry.sourced = self._source_signals(entry.facts)
+                entry.merge()
                 entry.source_generations = generations
+            # The busy probe: only processes at or above the busy threshold, at most every
+            # interval each (busy_probe.py); an idle process costs this one comparison.
+            if entry.cpu_cores >= busy and probe is not None and not entry.allowlisted and probe.due(key, now):
+                probed = probe.probe(key, entry.facts, stat, now, now)
+                if probed != entry.probed:
+                    entry.probed = probed
+                    entry.merge()
             suspect = entry.strong or (entry.weak and (entry.cpu_cores >= busy or pid in busy_elsewhere))
             views.append(ProcessView(entry.facts, stat, entry.cpu_cores, entry.signals, entry.allowlisted, suspect))
         self._entries = alive  # forget processes that ended
+        if probe is not None:
+            probe.forget(alive)
 
         views.sort(key=lambda v: v.cpu_cores, reverse=True)
         suspects = [v for v in views if v.suspect]

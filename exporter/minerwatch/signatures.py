@@ -33,6 +33,7 @@ __all__ = [
     "SIGNALS",
     "STRONG_SIGNALS",
     "DISGUISE_SIGNALS",
+    "BEHAVIOUR_SIGNALS",
     "WEAK_SIGNALS",
     "MINER_NAME_PREFIXES",
     "MINER_NAMES_EXACT",
@@ -61,6 +62,12 @@ SIGNALS: dict[str, str] = {
     "exe_deleted": "executable was deleted after start (weak: upgraded daemons do this too)",
     "exe_in_temp_dir": "executable, or the script an interpreter runs, in /tmp, /dev/shm, Downloads or a Windows temp folder (weak)",
     "name_mismatch": "process name differs from the executable name without a benign reason (weak)",
+    # Found by the busy probe (busy_probe.py): only for processes at or above suspect_busy_cores.
+    "miner_exe_content": "executable (or the script it runs) holds byte patterns of two or more miner families (Stratum methods, algorithms, option tables, banners, donation pools)",
+    "miner_config": "a miner configuration file (pools with url and user, wallet and pool address) in the working directory, beside the executable, named by -c/--config, or open",
+    "packed_exe": "executable packed with UPX (weak: a few legitimate tools ship packed)",
+    "miner_behaviour": "keeps cores busy with almost no I/O or context switches, threads equally busy, and one long-lived connection carrying only a trickle (weak)",
+    "randomx_memory": "holds a resident anonymous mapping of RandomX's dataset (2080 MiB) or cache (256 MiB) size while burning CPU flat (weak)",
 }
 
 STRONG_SIGNALS: frozenset[str] = frozenset(
@@ -72,12 +79,17 @@ STRONG_SIGNALS: frozenset[str] = frozenset(
         "wallet_address",
         "miner_env",
         "pool_connection",
+        "miner_exe_content",
+        "miner_config",
     }
 )
-DISGUISE_SIGNALS: frozenset[str] = frozenset({"exe_deleted", "exe_in_temp_dir", "name_mismatch"})
-# Weak alone, suspect only while the process is busy: disguise, and an antivirus exclusion (backup
-# agents and databases are excluded legitimately; a busy process under an exclusion is not).
-WEAK_SIGNALS: frozenset[str] = DISGUISE_SIGNALS | {"av_excluded"}
+DISGUISE_SIGNALS: frozenset[str] = frozenset({"exe_deleted", "exe_in_temp_dir", "name_mismatch", "packed_exe"})
+# What a busy process does rather than what it is: a miner's shape, weak alone (see rules/).
+BEHAVIOUR_SIGNALS: frozenset[str] = frozenset({"miner_behaviour", "randomx_memory"})
+# Weak alone, suspect only while the process is busy: disguise, behaviour, and an antivirus
+# exclusion (backup agents and databases are excluded legitimately; a busy process under an
+# exclusion is not).
+WEAK_SIGNALS: frozenset[str] = DISGUISE_SIGNALS | BEHAVIOUR_SIGNALS | {"av_excluded"}
 
 # ---------------------------------------------------------------------------------------------
 # Shipped lists
@@ -572,11 +584,25 @@ class SignatureSettings:
 
     extra_names: Tuple[str, ...] = ()
     extra_patterns: Tuple[str, ...] = ()
+    # Files of byte patterns for executables, in data/exe_patterns.txt's format (exe_content.py),
+    # and the (family, bytes) pairs read from them when the configuration was loaded.
+    exe_pattern_files: Tuple[str, ...] = ()
+    exe_patterns: Tuple[Tuple[str, bytes], ...] = ()
 
 
 def read_settings(node: Optional[Node]) -> SignatureSettings:
     """The `signatures:` section; a pattern the matcher cannot run is an error naming its line."""
-    fields = section_fields(node, ("extra_names", "extra_patterns"))
+    from minerwatch.exe_content import PatternError, load_pattern_file  # exe_content imports Match from here
+
+    fields = section_fields(node, ("extra_names", "extra_patterns", "exe_pattern_files"))
+    files, exe_patterns = [], []
+    for item in fields["exe_pattern_files"].items() if "exe_pattern_files" in fields else []:
+        path = item.string()
+        try:
+            exe_patterns.extend(load_pattern_file(path))
+        except PatternError as exc:
+            raise item.error(str(exc)) from None
+        files.append(path)
     names = tuple(fields["extra_names"].strings()) if "extra_names" in fields else ()
     patterns = []
     for item in fields["extra_patterns"].items() if "extra_patterns" in fields else []:
@@ -586,7 +612,7 @@ def read_settings(node: Optional[Node]) -> SignatureSettings:
         except ValueError as exc:
             raise item.error(str(exc)) from None
         patterns.append(pattern)
-    return SignatureSettings(names, tuple(patterns))
+    return SignatureSettings(names, tuple(patterns), tuple(files), tuple(exe_patterns))
 
 
 class Signatures:
@@ -594,9 +620,12 @@ class Signatures:
 
     @classmethod
     def from_settings(cls, settings: SignatureSettings) -> "Signatures":
-        return cls(settings.extra_names, settings.extra_patterns)
+        return cls(settings.extra_names, settings.extra_patterns, settings.exe_patterns)
 
-    def __init__(self, extra_names: Iterable[str] = (), extra_patterns: Iterable[str] = ()) -> None:
+    def __init__(self, extra_names: Iterable[str] = (), extra_patterns: Iterable[str] = (),
+                 exe_patterns: Iterable[Tuple[str, bytes]] = ()) -> None:
+        # The user's executable byte patterns; the busy probe compiles them with the shipped ones.
+        self.extra_exe_patterns = tuple(exe_patterns)
         # Configured names match exactly (case-insensitive, .exe and directories ignored).
         extras = sorted({_norm_name(n) for n in extra_names if _norm_name(n)})
         self._name_re = _name_regex(extras) if extras else _MINER_NAME_RE

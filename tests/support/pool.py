@@ -67,8 +67,21 @@ class PoolServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, port: int = 0):
+    def __init__(self, port: int = 0, tls_cert: str = "", tls_key: str = ""):
+        """With a certificate and key, every connection is TLS (as pools serve on 443 and 14433)."""
         super().__init__(("127.0.0.1", port), StratumHandler)
+        self._tls = None
+        if tls_cert:
+            import ssl
+
+            self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self._tls.load_cert_chain(tls_cert, tls_key)
+
+    def get_request(self):
+        sock, address = super().get_request()
+        if self._tls is not None:
+            sock = self._tls.wrap_socket(sock, server_side=True)
+        return sock, address
 
     @property
     def port(self) -> int:
@@ -83,8 +96,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--port-file", required=True)
+    parser.add_argument("--tls-cert", default="")
+    parser.add_argument("--tls-key", default="")
     args = parser.parse_args()
-    server = PoolServer(args.port)
+    server = PoolServer(args.port, args.tls_cert, args.tls_key)
     tmp = args.port_file + ".tmp"
     with open(tmp, "w") as f:
         f.write(str(server.port))
