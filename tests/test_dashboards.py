@@ -25,10 +25,11 @@ from typing import Dict, Iterator, List, Tuple
 import pytest
 import yaml
 
-from conftest import MONERO_WALLET, free_port, wait_for
 from dashboard_render import render, table_rows
-from exporter_process import Exporter
-from servers import Prometheus
+from support.exporter import Exporter
+from support.processes import free_port, wait_for
+from support.servers import Prometheus
+from support.wallets import MONERO_WALLET
 from test_e2e_alerting import generate_rules
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -381,7 +382,10 @@ class Scenario:
     almaty), while an XMRig stand-in mines at a pool stand-in (listed in an IOC file) and ClamAV's
     configuration gains an exclusion."""
 
-    def __init__(self, tmp: Path, spawn, pool, stack):
+    def __init__(self, tmp: Path, spawn, pool, stack, site: dict = None, then=None):
+        """`site`: more of the Prometheus config (external_labels, remote_write; the exporter's
+        target then has no site label of its own); `then(self)` runs once Prometheus is ready,
+        before the waits (to start servers that read from it from the start)."""
         self.pool = f"127.0.0.1:{pool.port}"
         (tmp / "pools.txt").write_text(self.pool + "\n")
         self.clamd = tmp / "clamd.conf"
@@ -396,15 +400,21 @@ class Scenario:
         stack.append(self.exporter)
         self.instance, self.down = f"127.0.0.1:{self.exporter.port}", f"127.0.0.1:{free_port()}"
         rules = generate_rules(tmp)
-        self.prometheus = Prometheus({
+        here = {"role": "workstation"} if site else {"site": "astana", "role": "workstation"}
+        config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(rules / "minerwatch.rules.yml"), str(rules / "minerwatch.alerts.yml")],
             "scrape_configs": [{"job_name": "minerwatch", "static_configs": [
-                {"targets": [self.instance], "labels": {"site": "astana", "role": "workstation"}},
+                {"targets": [self.instance], "labels": here},
                 {"targets": [self.down], "labels": {"site": "almaty", "role": "workstation"}}]}],
-        }, tmp / "prometheus")
+        }
+        for key, value in (site or {}).items():
+            config[key] = dict(config[key], **value) if isinstance(value, dict) else value
+        self.prometheus = Prometheus(config, tmp / "prometheus")
         stack.append(self.prometheus)
         self.start = time.time()
+        if then:
+            then(self)
         wait_for(lambda: self.query(f'up{{instance="{self.instance}"}} == 1'), timeout=30, what="the first scrape")
         wait_for(lambda: self.query("minerwatch_antivirus_exclusions > 0"), timeout=20, what="the ClamAV exclusion")
         with self.clamd.open("a") as conf:  # what a miner's installer does
@@ -466,6 +476,10 @@ def value_checks(live: Scenario) -> Dict[Tuple[str, str], callable]:
         ("minerwatch-host", "Antivirus exclusions"): lambda rows: sum(r.get("Exclusions", 0) for r in rows) == 2,
         ("minerwatch-host", "Connections to pools"): lambda rows: any(
             r.get("PID") == miner and r.get("Pool") == live.pool and "list" in r.get("Evidence", "") for r in rows),
+        ("minerwatch-fleet", "Suspect processes across the fleet"): lambda rows: any(
+            r.get("Host") == live.instance and r.get("PID") == miner and "pool_url" in r.get("Signals", "")
+            and "stratum+tcp://" in r.get("Command line", "") and re.fullmatch(r"[0-9a-f]{64}", r.get("SHA-256", ""))
+            for r in rows),
         ("minerwatch-fleet", "Pool connections across the fleet"): lambda rows: any(
             r.get("Host") == live.instance and r.get("PID") == miner for r in rows),
         ("minerwatch-fleet", "Firing Minerwatch alerts"): lambda rows: any(
@@ -485,6 +499,12 @@ def stat_values(panel: dict, results) -> List[float]:
 
 def check_panels(live: Scenario, uid: str, results) -> Tuple[Dict[str, str], List[str]]:
     """Each panel with queries: data, or empty for a reason that holds; and the value checks."""
+    outcome, failures = panel_outcomes(live, uid, results)
+    return outcome, failures + value_failures(live, uid, results)
+
+
+def panel_outcomes(live: Scenario, uid: str, results) -> Tuple[Dict[str, str], List[str]]:
+    """Each panel with queries: "data", or "empty: <reason>" for a listed reason that holds."""
     outcome, failures = {}, []
     for panel in panels(DASHBOARDS[uid]):
         if not panel.get("targets"):
@@ -497,13 +517,19 @@ def check_panels(live: Scenario, uid: str, results) -> Tuple[Dict[str, str], Lis
         else:
             failures.append(f"{uid}: {panel['title']!r} has no data" + (f" though {reason[1]} is false" if reason
                                                                          else ""))
+    return outcome, failures
+
+
+def value_failures(live: Scenario, uid: str, results) -> List[str]:
+    """The value checks of `uid`'s panels that fail, with what the panel shows."""
+    failures = []
     for (check_uid, title), check in value_checks(live).items():
         if check_uid == uid:
             [panel] = [p for p in panels(DASHBOARDS[uid]) if p["title"] == title]
             rows = table_rows(panel, results)[1]
             if not check(rows):
                 failures.append(f"{uid}: {title!r} shows {rows}")
-    return outcome, failures
+    return failures
 
 
 def test_panels_on_live_prometheus_with_a_miner(tmp_path, spawn, pool, stack):  # noqa: F811

@@ -62,11 +62,22 @@ def _alerts(knobs: Knobs) -> list:
                ("name", "Process", None), ("pid", "PID", None), ("user", "User", None),
                ("signals", "Signals", None), ("collector", "Collector", None), ("tuning", "Tuning", None), JOB]
     return [
-        row("Firing alerts"),
+        row("Alerts and suspects"),
         table("Firing Minerwatch alerts", """Every Minerwatch alert firing now (from the ALERTS series). Click a
               host for its drill-down; the panel links open the runbooks.""",
               [target(ALERTS, table=True)], columns, h=7, sort=("Severity", False),
               links=[knobs.runbooks(), knobs.evidence()], overrides=TO_HOST),
+        table("Suspect processes across the fleet", """Every suspect process now, with the evidence the
+              exporter keeps: signals, executable, its sha256 and the command line (secrets redacted). Here
+              before an alert's `for` has passed, and after the process is gone from the host's own view only
+              as long as the data source keeps it.""",
+              [target(F("minerwatch_process_suspect_info"), table=True)],
+              [HOST, SITE, ("name", "Process", None), ("pid", "PID", None), ("user", "User", None),
+               ("signals", "Signals", None), ("exe", "Executable", None), ("exe_sha256", "SHA-256", None),
+               ("cmdline", "Command line", None), JOB],
+              h=7, sort=("Host", False), overrides=TO_HOST,
+              links=[knobs.evidence(), knobs.runbook("MinerwatchMinerProcessRunning"),
+                     knobs.runbook("MinerwatchSuspectProcess")]),
     ]
 
 
@@ -133,8 +144,9 @@ def _pools(knobs: Knobs) -> list:
                    [target(_by_site(f"sum by (site) ({F('minerwatch_network_pool_connections')})"), "{{site}}")],
                    w=8, axis="connections"),
         table("Pool connections across the fleet", """Every connection to a mining pool now: host, process,
-              remote end, the pool it matched and the evidence (stratum, sni, list, dns; port alone is weak).""",
-              [target(F("minerwatch_network_pool_connection_info"), table=True)],
+              remote end, the pool it matched (the remote end where no listed name matched) and the evidence
+              (stratum, sni, list, dns; port alone is weak).""",
+              [target(F("instance_pid_remote:minerwatch_network_pool_connection:info"), table=True)],
               [HOST, SITE, ("name", "Process", None), ("pid", "PID", None), ("user", "User", None),
                ("remote", "Remote", None), ("pool", "Pool", None), ("evidence", "Evidence", None), JOB],
               w=16, sort=("Host", False), overrides=TO_HOST,
