@@ -305,10 +305,13 @@ def test_links_lead_to_runbooks_and_to_the_host_view(dashboard):
                 assert "job" in columns, panel["title"]
 
 
-def test_fleet_has_the_energy_placeholder_and_host_the_alert_annotation():
-    [placeholder] = [p for p in panels(FLEET) if p["type"] == "text"]
-    assert placeholder["title"] == "Estimated energy of suspect processes"
-    assert "later issue" in placeholder["options"]["content"]
+def test_fleet_energy_row_is_filled_and_host_has_the_alert_annotation():
+    titles = [p["title"] for p in panels(FLEET)]
+    row = titles.index("Estimated energy of suspect processes")
+    assert titles[row + 1:row + 8] == ["Energy taken", "Cost", "CPU core-hours taken", "GPU-hours taken",
+                                       "Power of suspect processes, by site", "Top hosts by suspect energy",
+                                       "Top processes by energy"]
+    assert not [p for p in panels(FLEET) if p["type"] == "text"]  # no placeholder left
     assert [a["expr"] for a in HOST["annotations"]["list"]] == [
         'ALERTS{alertname=~"Minerwatch.*", alertstate="firing", job=~"$job", instance=~"$instance"}']
 

@@ -183,13 +183,51 @@ def _coverage(knobs: Knobs) -> list:
     ]
 
 
-def _energy() -> list:
+def _integral(expr: str, per_hour: float = 1.0) -> str:
+    """`expr` (a rate per hour, e.g. watts or tenge per hour) summed over the dashboard's range: one
+    sample a step, each standing for the step's share of an hour, divided by `per_hour`."""
+    return f"sum_over_time({expr}[$__range:$__interval]) * $__interval_ms / 3600000 / {per_hour:g}"
+
+
+def _energy(knobs: Knobs) -> list:
+    watts = F("instance:minerwatch_suspect_energy_watts:rate5m")
+    cost = F("instance:minerwatch_suspect_energy_cost_tenge_per_hour:rate5m")
+    cores = F("instance:minerwatch_suspect_cpu_cores:rate5m")
+    gpus = F("instance:minerwatch_suspect_gpus:sum")
+    process_watts = F("instance_pid:minerwatch_suspect_energy_watts:rate5m")
+    process_cost = F("instance_pid:minerwatch_suspect_energy_cost_tenge_per_hour:rate5m")
+    share = F("instance:minerwatch_suspect_energy_share:ratio_rate5m")
+    method = """Estimated, not metered: each suspect's share of the CPU packages' RAPL energy (by its share of
+the host's busy CPU time) or, without RAPL, its CPU seconds times `energy.cpu_watts_per_core`; GPUs: NVML
+energy by SM share. Tenge at each site's `energyTariffTengePerKwh` (rules/config.yml)."""
     return [
         row("Estimated energy of suspect processes"),
-        text("Estimated energy of suspect processes", """**Not yet.** A later issue fills this row with an
-estimate of the energy (kWh) and cost that suspect processes burned, from their CPU and GPU time.
-Until then, *Top hosts by off-hours GPU energy* above shows what the GPUs drew outside office hours.""",
-             h=3),
+        stat("Energy taken", f"kWh suspect processes used in the dashboard's range. {method}",
+             [target(f"sum({_integral(watts, 1000)}) or vector(0)", "kWh", instant=True)], unit="kwatth"),
+        stat("Cost", f"Tenge that energy cost in the dashboard's range. {method}",
+             [target(f"sum({_integral(cost)}) or vector(0)", "tenge", instant=True)], unit="none"),
+        stat("CPU core-hours taken", "CPU cores suspect processes kept busy, summed over the range.",
+             [target(f"sum({_integral(cores)}) or vector(0)", "core-hours", instant=True)], unit="none"),
+        stat("GPU-hours taken", "Whole GPUs' worth of SM time suspect processes used, summed over the range.",
+             [target(f"sum({_integral(gpus)}) or vector(0)", "GPU-hours", instant=True)], unit="none"),
+        timeseries("Power of suspect processes, by site", f"Estimated power suspect processes draw. {method}",
+                   [target(_by_site(f"sum by (site) ({watts})"), "{{site}}")], unit="watt", w=8, axis="power"),
+        table("Top hosts by suspect energy", f"""Hosts whose suspect processes used the most energy in the range,
+              what it cost, and the share of the host's estimated power they took on average. {method}""",
+              [target(f"topk(20, sum by (instance, job, site) ({_integral(watts, 1000)}))", table=True),
+               target(f"topk(20, sum by (instance, job, site) ({_integral(cost)}))", table=True),
+               target(f"avg by (instance, job, site) (avg_over_time({share}[$__range]))", table=True)],
+              [HOST, SITE, ("#A", "Energy", "kwatth"), ("#B", "Tenge", "none"),
+               ("#C", "Share of host power", "percentunit"), JOB],
+              w=12, h=9, sort=("Energy", True), overrides=TO_HOST,
+              links=[knobs.runbook("MinerwatchMinerProcessRunning")]),
+        table("Top processes by energy", f"""The suspect processes that used the most energy in the range, and what
+              it cost. {method}""",
+              [target(f"topk(20, {_integral(process_watts, 1000)})", table=True),
+               target(f"topk(20, {_integral(process_cost)})", table=True)],
+              [HOST, ("name", "Process", None), ("pid", "PID", None), ("user", "User", None),
+               ("#A", "Energy", "kwatth"), ("#B", "Tenge", "none"), SITE, JOB],
+              w=12, h=9, sort=("Energy", True), overrides=TO_HOST),
     ]
 
 
@@ -201,7 +239,7 @@ def fleet(knobs: Knobs) -> dict:
         query_variable("instance", "Host", 'label_values(up{job=~"$job", site=~"$site"}, instance)', multi=True,
                        all_value=".*"),
     ]
-    panels = _now(knobs) + _alerts(knobs) + _over_time() + _top(knobs) + _pools(knobs) + _coverage(knobs) + _energy()
+    panels = _now(knobs) + _alerts(knobs) + _over_time() + _top(knobs) + _pools(knobs) + _coverage(knobs) + _energy(knobs)
     links = [
         dashboard_link("Host drill-down", f"/d/{HOST_UID}/minerwatch-host",
                        "One host: processes, signals, GPU, network, tuning"),

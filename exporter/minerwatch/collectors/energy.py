@@ -109,9 +109,11 @@ class EnergyCollector(Collector):
         if table is None:
             return family
         # Which processes are suspect comes from the last scan (the process collector scans once a
-        # scrape); their CPU time is read again now, at the moment the host's counters were read,
+        # scrape, after this collector: the first scrape has none yet); their CPU time is read again now, at the moment the host's counters were read,
         # so both deltas cover the same interval. One pread each, for at most max_suspects.
-        snapshot = table.last or table.scan()
+        snapshot = table.last
+        if snapshot is None:  # the process collector has not scanned yet: no suspects known
+            return family
         tracked: Dict[Tuple[int, float], Tuple[float, float]] = {}
         for view in snapshot.suspects[: self.context.config.process.max_suspects]:
             try:
