@@ -141,8 +141,8 @@ def ipv4_udp(payload: bytes, sport=53, dport=40000, frag=0) -> bytes:
                        bytes([192, 0, 2, 10])) + udp
 
 
-def ipv6_udp(payload: bytes, sport=53) -> bytes:
-    udp = struct.pack("!HHHH", sport, 40000, 8 + len(payload), 0) + payload
+def ipv6_udp(payload: bytes, sport=53, dport=40000) -> bytes:
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
     return struct.pack("!IHBB16s16s", 6 << 28, len(udp), 17, 64, bytes(16), bytes(16)) + udp
 
 
@@ -195,12 +195,14 @@ def run_filter(program, packet: bytes, protocol: int) -> int:
             raise AssertionError(f"opcode {code:#x}")
 
 
-def test_the_kernel_filter_passes_dns_answers_and_nothing_else_udp():
+def test_the_kernel_filter_passes_dns_answers_and_queries_and_nothing_else_udp():
     program = build_filter(loopback_ifindex=1)
     dns = answer(ZONE, 1, "pool.supportxmr.com", 1)
     assert run_filter(program, ipv4_udp(dns), 0x0800) > 0
     assert run_filter(program, ipv6_udp(dns), 0x86DD) > 0
-    assert run_filter(program, ipv4_udp(dns, sport=40000, dport=53), 0x0800) == 0  # a query going out
+    assert run_filter(program, ipv4_udp(dns, sport=40000, dport=53), 0x0800) > 0  # a query going out
+    assert run_filter(program, ipv6_udp(dns, sport=40000, dport=53), 0x86DD) > 0
+    assert run_filter(program, ipv4_udp(dns, sport=40000, dport=5353), 0x0800) == 0  # mDNS
     assert run_filter(program, ipv4_udp(dns, sport=443), 0x0800) == 0  # QUIC and the like
     assert run_filter(program, ipv4_udp(dns, frag=0x0010), 0x0800) == 0  # a later fragment
     assert run_filter(program, ipv6_udp(dns, sport=5353), 0x86DD) == 0

@@ -1,12 +1,15 @@
 """Network collector: connections to mining pools, by process, and the health of what finds them.
 
 The work is done in the network package: sockets.py reads the socket table, sniffer.py and
-dns.py read the wire, pools.py holds the lists, monitor.py decides which connections go to a
-pool and on what evidence (stratum, sni, list, dns, port). This module exports what it found.
+dns.py read the wire (also proxy CONNECT requests, and the DNS queries of processes:
+dns_queries.py, udp_owners.py), pools.py holds the lists, monitor.py decides which connections go
+to a pool and on what evidence (stratum, sni, connect, list, dns, dns_query; lookup and port are
+weak). This module exports what it found.
 
 By default the exporter sends no DNS query at all (`resolve_max_names: 0`): ten thousand desks
 asking for mining-pool names every few minutes is itself what DNS filters flag as infection.
-Any evidence but `port` gives the process the `pool_connection` signal (see process_table.py).
+Any evidence but `port` and `lookup` gives the process the `pool_connection` signal (see
+process_table.py).
 
 Sample output:
     minerwatch_network_pool_connections 1
@@ -24,11 +27,13 @@ import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from minerwatch.collectors.base import Collector, Context, register
+from minerwatch.network.dns_queries import OWNER_RESULTS, QUERY_RESULTS, QueryTracker, endpoint_matcher
 from minerwatch.network.monitor import PoolMonitor
 from minerwatch.network.pools import PoolListLoader, PoolResolver, Resolve, system_resolve
 from minerwatch.network.settings import NetworkSettings
 from minerwatch.network.sniffer import DIALECTS, Sniffer
 from minerwatch.network.sockets import default_sockets
+from minerwatch.network.udp_owners import UdpOwners
 
 log = logging.getLogger("minerwatch.network")
 
@@ -70,7 +75,9 @@ class NetworkCollector(Collector):
         if settings.sniffer == "off":
             return None
         # through the loader: a reloaded list is the one the sniffer's thread matches against
-        sniffer = Sniffer(lambda name: self.lists.pools.match_domain(name))
+        match = lambda name: self.lists.pools.match_domain(name)  # noqa: E731
+        queries = QueryTracker(match, self._is_endpoint)
+        sniffer = Sniffer(match, queries=queries, owners=UdpOwners(self.context.procfs))
         if sniffer.start():
             return sniffer
         if settings.sniffer == "on":
@@ -79,6 +86,14 @@ class NetworkCollector(Collector):
             )
         log.info("Stratum/TLS sniffer unavailable (%s): give the exporter CAP_NET_RAW to enable it", sniffer.error)
         return None
+
+    def _is_endpoint(self, name: str) -> bool:
+        """A Stratum endpoint of the list in use (rebuilt when the lists are reloaded)."""
+        pools = self.lists.pools
+        if getattr(self, "_endpoints_of", None) is not pools:
+            self._endpoints = endpoint_matcher(list(pools.indicators.stratum) + list(pools.name_ports))
+            self._endpoints_of = pools
+        return self._endpoints(name)
 
     def close(self) -> None:
         self.resolver.stop()
@@ -104,8 +119,9 @@ class NetworkCollector(Collector):
 
         info = GaugeMetricFamily(
             "minerwatch_network_pool_connection_info",
-            "A connection to a mining pool: owner process, remote end and evidence "
-            "(stratum, sni, list, dns; port alone is weak). Capped at process.max_suspects series.",
+            "A connection to a mining pool, or DNS queries for one: owner process, remote end (the proxy for "
+            "connect, the DNS server for dns_query and lookup) and evidence (stratum, sni, connect, list, dns, "
+            "dns_query; lookup and port alone are weak). Capped at process.max_suspects series.",
             labels=["pid", "name", "user", "remote", "evidence", "pool"],
         )
         for m in matches[: self.max_series]:
@@ -115,7 +131,8 @@ class NetworkCollector(Collector):
         yield info
         yield GaugeMetricFamily(
             "minerwatch_network_pool_connections",
-            "Connections to mining pools with more than port evidence (the pool_connection signal).",
+            "Connections to mining pools, and processes looking pool endpoints up again and again, with more "
+            "than weak evidence (the pool_connection signal).",
             value=sum(1 for m in matches if m.strong),
         )
         yield GaugeMetricFamily(
@@ -137,6 +154,29 @@ class NetworkCollector(Collector):
             "TLS ClientHellos whose server name is a listed pool.",
             value=state.sni_matches,
         )
+        yield CounterMetricFamily(
+            "minerwatch_network_connect_matches",
+            "HTTP CONNECT requests to a web proxy that name a listed pool.",
+            value=state.connect_matches,
+        )
+        queries = CounterMetricFamily(
+            "minerwatch_network_dns_queries",
+            "DNS queries the host sent that the sniffer read, by result: pool (a listed pool name), other, malformed.",
+            labels=["result"],
+        )
+        for result in QUERY_RESULTS:
+            queries.add_metric([result], state.dns_queries.get(result, 0))
+        yield queries
+        owners = CounterMetricFamily(
+            "minerwatch_network_dns_query_owners",
+            "Searches for the process behind a pool-name query, by result: found; gone (the socket closed "
+            "first); unknown (not found in time); skipped (over the rate limit); forwarder (a DNS server "
+            "asking for others, or the exporter itself).",
+            labels=["result"],
+        )
+        for result in OWNER_RESULTS:
+            owners.add_metric([result], state.query_owners.get(result, 0))
+        yield owners
 
         pools = self.monitor.pools
         yield GaugeMetricFamily(
@@ -199,7 +239,8 @@ class NetworkCollector(Collector):
         )
         yield CounterMetricFamily(
             "minerwatch_network_sniffer_packets",
-            "Packets the kernel filter passed to the sniffer (TCP segments starting with '{' or a TLS record).",
+            "Packets the kernel filter passed to the sniffer (TCP segments starting with '{', 'C' or a TLS "
+            "record; UDP from or to port 53).",
             value=state.packets_total,
         )
         yield CounterMetricFamily(

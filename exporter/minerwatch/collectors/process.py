@@ -84,6 +84,23 @@ class ProcessCollector(Collector):
         for reason in ("permission", "io"):
             errors.add_metric([reason], table.read_errors_total.get(reason, 0))
         yield errors
+        # the busy probe's own cost: 0 when it is off (process.busy_probe_interval_seconds: 0)
+        probe = getattr(table, "busy_probe", None)
+        yield CounterMetricFamily(
+            "minerwatch_process_busy_probes",
+            "Deeper looks the busy probe took at processes at or above the busy threshold.",
+            value=probe.probes_total if probe is not None else 0,
+        )
+        yield CounterMetricFamily(
+            "minerwatch_process_busy_probe_failures",
+            "Busy probes whose checks failed unexpectedly (the first is logged); the process stays watched.",
+            value=probe.failures_total if probe is not None else 0,
+        )
+        yield CounterMetricFamily(
+            "minerwatch_process_exe_scanned_bytes",
+            "Bytes of executables and scripts the busy probe read to look for miner strings (once per file).",
+            value=probe.scanner.bytes_scanned_total if probe is not None else 0,
+        )
         yield CounterMetricFamily(
             "minerwatch_process_skipped",
             "Processes a scan left out because reading or classifying them failed unexpectedly (see the log).",

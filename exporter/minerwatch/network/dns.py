@@ -1,5 +1,5 @@
-"""DNS answers the host receives: a defensive parser, and the learner that turns answers for
-listed pool names into pool addresses for a while.
+"""DNS messages on the wire: a defensive parser of answers and queries, and the learner that turns
+answers for listed pool names into pool addresses for a while.
 
 A miner's owner can hide its settings but the host still asks DNS for the pool; the sniffer
 (sniffer.py) hands each UDP answer from port 53 here. Messages are parsed defensively:
@@ -7,6 +7,7 @@ compression pointers may only point backwards (no loops), names stop at 255 byte
 are capped, and a truncated message keeps what was whole. Learned addresses live in a
 fixed-size table, each for its record's TTL (floored and capped); sinkhole and shared CDN
 answers are never learned. `minerwatch resolve-pools` (resolve.py) parses its answers here too.
+Queries the host sends (UDP to port 53) are read with the same name reader (dns_queries.py).
 """
 
 from __future__ import annotations
@@ -127,6 +128,23 @@ def parse_dns_response(data: bytes) -> Optional[DnsResponse]:
         except (IndexError, struct.error, DnsError):
             break
     return DnsResponse(ident, question, tuple(records))
+
+
+def parse_dns_query(data: bytes) -> Optional[str]:
+    """The name a standard DNS query asks about; None for anything else (never raises).
+
+    Only what a stub resolver sends counts: a query (no QR bit), opcode 0, exactly one question,
+    no answers, its type and class present."""
+    try:
+        _, flags, questions, answers = struct.unpack_from("!HHHH", data, 0)
+        if flags & 0x8000 or flags & 0x7800 or questions != 1 or answers:
+            return None
+        name, pos = read_name(data, 12)
+        if pos + 4 > len(data) or not name:
+            return None
+    except (IndexError, struct.error, DnsError):
+        return None
+    return name
 
 
 def answer_chain(response: DnsResponse) -> Tuple[List[str], List[Tuple[str, int]]]:

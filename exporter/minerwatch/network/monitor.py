@@ -3,6 +3,8 @@
 Evidence for a connection, strongest first (a connection can have several, comma-joined):
     stratum  its first bytes on the wire are Stratum, any dialect, any port (sniffer.py)
     sni      its TLS ClientHello names a listed pool (sniffer.py)
+    connect  it goes to a web proxy, and its `CONNECT host:port` request names a listed pool
+             (sniffer.py); the remote end shown is the proxy
     list     its remote address is in a list: IP, CIDR or host:port (pools.py; including the file
              that `minerwatch resolve-pools` writes centrally, resolve.py)
     dns      its remote address is one that a DNS answer the host received gave for a listed pool
@@ -11,8 +13,14 @@ Evidence for a connection, strongest first (a connection can have several, comma
              sinkhole answers are never used
     port     only its remote port is a usual Stratum port: weak, exported, never a signal alone
 
-Any evidence but `port` gives the owner process the `pool_connection` signal: the monitor is a
-signal source of the process table (process_table.py).
+Processes that asked DNS for a pool name (dns_queries.py) are reported the same way, with the
+UDP socket of their last query as the connection and the DNS server as its remote end:
+    dns_query  a Stratum endpoint name asked again and again by one process (a miner's reconnect
+               loop, typically against a DNS filter that blocks the pool): strong
+    lookup     a pool's web site, or an endpoint asked once: weak, exported, never a signal
+
+Any evidence but `port` and `lookup` gives the owner process the `pool_connection` signal: the
+monitor is a signal source of the process table (process_table.py).
 """
 
 from __future__ import annotations
@@ -27,7 +35,8 @@ from minerwatch.network.sniffer import Sniffer, SnifferState
 from minerwatch.network.sockets import Conn
 from minerwatch.signatures import Match
 
-EVIDENCE = ("stratum", "sni", "list", "dns", "port")  # strongest first
+EVIDENCE = ("stratum", "sni", "connect", "list", "dns", "dns_query", "lookup", "port")  # strongest first
+WEAK = frozenset({"port", "lookup"})  # exported, never a signal alone
 SIGNAL = "pool_connection"
 HIT_TTL = 300.0  # seconds a sniffed connection not in the socket table is still reported
 
@@ -39,7 +48,7 @@ class PoolConnection:
 
     @property
     def strong(self) -> bool:
-        return any(kind != "port" for kind, _, _ in self.evidence)
+        return any(kind not in WEAK for kind, _, _ in self.evidence)
 
     @property
     def kinds(self) -> str:
@@ -52,6 +61,8 @@ class PoolConnection:
     @property
     def reason(self) -> str:
         details = "; ".join(f"{kind}: {detail}" for kind, _, detail in self.evidence)
+        if self.conn.state == "dns":
+            return f"DNS queries to {self.conn.remote} ({details})"
         return f"connection to {self.conn.remote} ({details})"
 
 
@@ -174,6 +185,10 @@ class PoolMonitor:
                 matches.append(PoolConnection(conn, [(hit.evidence, hit.pool, hit.detail)]))
         if stale and self.sniffer is not None:
             self.sniffer.forget(stale)
+        for lookup in state.lookups:
+            kind = "dns_query" if lookup.strong else "lookup"
+            conn = Conn(lookup.client, lookup.server, "dns", pid=lookup.pid)
+            matches.append(PoolConnection(conn, [(kind, lookup.pool, lookup.detail)]))
         order = {kind: i for i, kind in enumerate(EVIDENCE)}
         matches.sort(key=lambda m: (not m.strong, order[m.evidence[0][0]], m.conn.pid is None, m.conn.pid or 0,
                                     str(m.conn.remote)))

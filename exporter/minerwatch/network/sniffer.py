@@ -1,21 +1,26 @@
 """Stratum, TLS server names and DNS answers on the wire: a packet socket, a kernel filter, a thread.
 
-A miner can be renamed and its settings hidden, but it must speak Stratum to its pool, and a TLS
-miner must name the pool in its ClientHello (SNI). This module reads the first bytes of TCP
-flows on every interface, loopback included, and records connections that are either. It also
-reads the DNS answers the host receives (UDP from port 53): when the name asked for, or a CNAME
-on the way, is a listed pool, the answered addresses become pool addresses for a while, so a
-connection to one is a pool connection even when the exporter itself never asks DNS anything.
+A miner can be renamed and its settings hidden, but it must speak Stratum to its pool, a TLS
+miner must name the pool in its ClientHello (SNI), and a miner behind a corporate web proxy must
+name it in its `CONNECT pool:port HTTP/1.1` request. This module reads the first bytes of TCP
+flows on every interface, loopback included, and records connections that do any of these. It
+also reads the DNS answers the host receives (UDP from port 53): when the name asked for, or a
+CNAME on the way, is a listed pool, the answered addresses become pool addresses for a while, so
+a connection to one is a pool connection even when the exporter itself never asks DNS anything.
+And it reads the DNS queries the host sends (UDP to port 53): a query for a pool name is
+attributed to the process that sent it (dns_queries.py, udp_owners.py), which catches a miner
+whose pool a DNS filter blocks and which therefore never connects.
 
 Cost is bounded whatever the traffic:
 - a classic BPF filter in the kernel passes only TCP segments whose payload starts with `{`
-  (JSON) or 0x16 (a TLS handshake record), truncated to SNAPLEN bytes; bulk data never reaches
-  Python;
+  (JSON), 0x16 (a TLS handshake record) or `C` (an HTTP CONNECT), truncated to SNAPLEN bytes,
+  and UDP datagrams from or to port 53; bulk data never reaches Python;
 - flows live in a fixed-size LRU table; once classified, or after FLOW_BYTES bytes, a flow is
   ignored; learned pool addresses live in a fixed-size table too, each for its record's TTL
   (floored and capped);
 - DNS answers go to the learner in dns.py, which parses them defensively and keeps a bounded
-  table;
+  table; queries for pool names go to dns_queries.py, whose owner look-ups are rate-limited and
+  each bounded in time;
 - the thread handles at most `max_pps` packets a second; when behind it stops reading and the
   kernel drops (counted in minerwatch_network_sniffer_dropped_total): it never blocks anything.
 
@@ -23,7 +28,9 @@ Linux only (AF_PACKET), and needs CAP_NET_RAW: without it the sniffer reports it
 Limits: Stratum v2 (binary, encrypted) and TLS with Encrypted Client Hello are not recognised;
 a ClientHello larger than one segment (browsers with post-quantum key shares) is read from its
 first segment only; DNS over TCP, DNS over TLS and DNS over HTTPS are not read (only plain UDP
-answers), nor answers of a resolver in another network namespace the host cannot see.
+answers), nor answers of a resolver in another network namespace the host cannot see. A query
+is attributed only if its socket is still open when the search reaches it: a stub resolver
+answered within a millisecond can close it first (counted, see dns_queries.py).
 """
 
 from __future__ import annotations
@@ -43,8 +50,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
 from minerwatch.network.dns import DnsLearner, Learned
+from minerwatch.network.dns_queries import OWNER_RESULTS, QUERY_RESULTS, Lookup, QueryTracker
 from minerwatch.network.pools import canonical_ip
 from minerwatch.network.sockets import Endpoint
+from minerwatch.network.udp_owners import Owner, UdpOwners
 from minerwatch.text import host_text
 
 log = logging.getLogger("minerwatch.network")
@@ -185,6 +194,25 @@ def parse_sni(data: bytes) -> Optional[str]:
     return None
 
 
+# -- HTTP CONNECT ---------------------------------------------------------------------------------
+
+CONNECT_LINE = 512  # longest request line read: host (253), port, method and version fit
+_CONNECT = re.compile(rb"CONNECT ([A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):([0-9]{1,5}) HTTP/1\.[01]\r?\n")
+
+
+def parse_connect(data: bytes) -> Optional[Tuple[str, int]]:
+    """(host, port) of an HTTP proxy `CONNECT host:port HTTP/1.x` request line; None otherwise.
+
+    The whole line must be there: a line cut short (by the capture or on purpose) says nothing."""
+    m = _CONNECT.match(data[:CONNECT_LINE])
+    if m is None:
+        return None
+    port = int(m.group(2))
+    if not 0 < port < 65536:
+        return None
+    return m.group(1).decode("ascii").lower().strip("[]"), port
+
+
 # -- packets --------------------------------------------------------------------------------------
 
 Key = Tuple[bytes, int, bytes, int]  # (source address, port, destination address, port)
@@ -215,26 +243,35 @@ def parse_packet(data: bytes) -> Optional[Tuple[Key, int, bytes]]:
         return None
 
 
-def parse_udp_payload(data: bytes) -> Optional[bytes]:
-    """The payload of an IPv4/IPv6 UDP datagram (network header first); None if it is not one."""
+def parse_udp(data: bytes) -> Optional[Tuple[Key, bytes]]:
+    """(addresses and ports, payload) of an IPv4/IPv6 UDP datagram (network header first)."""
     try:
         version = data[0] >> 4
         if version == 4:
             if data[9] != 17:
                 return None
             udp = (data[0] & 0x0F) * 4
+            src, dst = data[12:16], data[16:20]
         elif version == 6:
             if data[6] != 17:
                 return None
             udp = 40
+            src, dst = data[8:24], data[24:40]
         else:
             return None
-        length = struct.unpack_from("!H", data, udp + 4)[0]
-        if length < 8:
+        sport, dport, length = struct.unpack_from("!HHH", data, udp)
+        if length < 8 or len(src) != len(dst) or len(src) not in (4, 16):
             return None
-        return bytes(data[udp + 8 : udp + length])  # the capture may have cut it shorter
+        # the capture may have cut the payload shorter
+        return (bytes(src), sport, bytes(dst), dport), bytes(data[udp + 8 : udp + length])
     except (IndexError, struct.error):
         return None
+
+
+def parse_udp_payload(data: bytes) -> Optional[bytes]:
+    """The payload of an IPv4/IPv6 UDP datagram (network header first); None if it is not one."""
+    parsed = parse_udp(data)
+    return None if parsed is None else parsed[1]
 
 
 def _address(raw: bytes) -> str:
@@ -258,8 +295,8 @@ def build_filter(loopback_ifindex: int = 0, snaplen: int = SNAPLEN) -> List[Tupl
     """The kernel filter, for a SOCK_DGRAM packet socket (data starts at the network header).
 
     Accepts (truncated to `snaplen`) TCP segments, not fragments, with a payload whose first
-    byte is `{` or 0x16, and UDP datagrams from port 53 (DNS answers). On loopback every packet
-    is seen twice (sent, then received): the sent copy is dropped.
+    byte is `{`, 0x16 or `C`, and UDP datagrams from port 53 (DNS answers) or to it (queries).
+    On loopback every packet is seen twice (sent, then received): the sent copy is dropped.
     """
     prog: List[tuple] = []  # (code, jump-true label, jump-false label, k)
 
@@ -295,11 +332,15 @@ def build_filter(loopback_ifindex: int = 0, snaplen: int = SNAPLEN) -> List[Tupl
     prog.append("udp4")
     op(_LDX_B_MSH, 0)  # X = IP header length
     op(_LD_H_IND, 0)  # UDP source port
+    op(_JEQ_K, 53, "accept", None)
+    op(_LD_H_IND, 2)  # UDP destination port
     op(_JEQ_K, 53, "accept", "drop")
     prog.append("v6")
     op(_LD_B_ABS, 6)
     op(_JEQ_K, 17, None, "tcp6")  # UDP right after the fixed header
     op(_LD_H_ABS, 40)  # UDP source port
+    op(_JEQ_K, 53, "accept", None)
+    op(_LD_H_ABS, 42)  # UDP destination port
     op(_JEQ_K, 53, "accept", "drop")
     prog.append("tcp6")
     op(_JEQ_K, 6, None, "drop")  # TCP right after the fixed header
@@ -318,6 +359,7 @@ def build_filter(loopback_ifindex: int = 0, snaplen: int = SNAPLEN) -> List[Tupl
     prog.append("first")
     op(_LD_B_IND, 0)  # first payload byte
     op(_JEQ_K, 0x7B, "accept", None)  # '{'
+    op(_JEQ_K, 0x43, "accept", None)  # 'C': an HTTP CONNECT to a proxy
     op(_JEQ_K, 0x16, "accept", "drop")  # TLS handshake
     prog.append("accept")
     op(_RET_K, snaplen)
@@ -385,9 +427,9 @@ class Hit:
 
     client: Endpoint
     server: Endpoint
-    evidence: str  # stratum | sni
-    detail: str  # "cryptonote login", "pool.example.com"
-    pool: str = ""  # the listed domain an SNI matched
+    evidence: str  # stratum | sni | connect
+    detail: str  # "cryptonote login", "pool.example.com", "CONNECT pool.example.com:443"
+    pool: str = ""  # the listed domain an SNI or CONNECT matched
     seen: float = 0.0  # monotonic time of the first sighting
 
 
@@ -416,6 +458,7 @@ class FlowTracker:
         self.hits: "OrderedDict[Tuple[Endpoint, Endpoint], Hit]" = OrderedDict()
         self.stratum_flows: Counter = Counter({d: 0 for d in DIALECTS})
         self.sni_matches = 0
+        self.connect_matches = 0
         self.generation = 0  # bumped when hits change
 
     def __len__(self) -> int:
@@ -454,6 +497,21 @@ class FlowTracker:
             pool = self.match_domain(name) if name else None
             if pool:
                 self.sni_matches += self._record(key, "client", "sni", host_text(name, 253), pool)
+        elif data[0] == 0x43:  # 'C'
+            # The filter passes only the segment that starts with C: decide on it. A CONNECT
+            # naming no pool leaves the flow open: what goes through the tunnel (a ClientHello,
+            # Stratum) is read next.
+            target = parse_connect(data)
+            if target is None:
+                flow.done = True
+            else:
+                host, port = target
+                pool = self.match_domain(host)
+                if pool:
+                    flow.done = True
+                    shown = host_text(f"CONNECT {host}:{port}", 270)
+                    self.connect_matches += self._record(key, "client", "connect", shown, pool)
+                flow.buf = bytearray()
         else:
             found = recognize_stratum(data)
             if found:
@@ -494,10 +552,14 @@ class Sniffer:
         match_domain: Callable[[str], Optional[str]],
         max_pps: int = 2000,
         dns: Optional[DnsLearner] = None,
+        queries: Optional[QueryTracker] = None,
+        owners: Optional[UdpOwners] = None,
         **tracker_args,
     ):
         self.tracker = FlowTracker(match_domain, **tracker_args)
         self.dns = dns if dns is not None else DnsLearner(match_domain)
+        self.queries = queries if queries is not None else QueryTracker(match_domain)
+        self.owners = owners if owners is not None else UdpOwners()
         self.max_pps = max_pps
         self.up = False
         self.error = ""
@@ -556,6 +618,8 @@ class Sniffer:
                     self.up, self.error = False, str(exc)
                 return
             self.feed(bytes(memoryview(buf)[:n]))
+            if self.queries.pending:
+                self.attribute_queries()
             handled += 1
             if handled >= self.max_pps:  # over budget: let the kernel drop until the next second
                 rest = 1.0 - (time.monotonic() - window)
@@ -566,17 +630,38 @@ class Sniffer:
                 window, handled = time.monotonic(), 0
 
     def feed(self, packet: bytes) -> None:
-        """One packet the kernel filter passed: a DNS answer (UDP) or the start of a TCP flow."""
+        """One packet the kernel filter passed: DNS (UDP) or the start of a TCP flow."""
         with self._lock:
             self.packets_total += 1
             try:
-                payload = parse_udp_payload(packet)
-                if payload is not None:
-                    self.dns.feed(payload)
-                else:
+                udp = parse_udp(packet)
+                if udp is None:
                     self.tracker.feed(packet)
+                elif udp[0][1] == 53:
+                    self.dns.feed(udp[1])
+                elif udp[0][3] == 53:
+                    (src, sport, dst, dport), payload = udp
+                    self.queries.feed(Endpoint(_address(src), sport), Endpoint(_address(dst), dport), payload)
             except Exception:  # a strange packet must not end the thread
                 log.debug("packet not understood", exc_info=True)
+
+    def attribute_queries(self) -> None:
+        """Find the processes behind queued pool queries, now, while their sockets may still be open.
+
+        The /proc reads run outside the lock: a scrape never waits for them."""
+        with self._lock:
+            batch = self.queries.take()
+        found = []
+        for item, allowed in batch:
+            try:
+                owner = self.owners.find(item.client) if allowed else Owner("skipped")
+            except Exception:  # a strange /proc must not end the thread
+                log.debug("query owner not found", exc_info=True)
+                owner = Owner("unknown")
+            found.append((item, owner))
+        with self._lock:
+            for item, owner in found:
+                self.queries.record(item, owner)
 
     def _read_drops(self) -> None:
         # The kernel's counters reset on every read: keep the sum.
@@ -599,10 +684,14 @@ class Sniffer:
                 flows=len(t),
                 stratum_flows=dict(t.stratum_flows),
                 sni_matches=t.sni_matches,
+                connect_matches=t.connect_matches,
                 hits=dict(t.hits),
                 generation=t.generation,
                 learned=self.dns.live(),
                 dns_responses=dict(self.dns.responses),
+                lookups=self.queries.live(self.owners.alive),
+                dns_queries=dict(self.queries.queries),
+                query_owners=dict(self.queries.owners),
             )
 
     def forget(self, conns) -> None:
@@ -622,3 +711,7 @@ class SnifferState:
     generation: int = 0
     learned: Dict[str, Learned] = field(default_factory=dict)  # pool addresses from DNS answers
     dns_responses: Dict[str, int] = field(default_factory=lambda: {"pool": 0, "other": 0, "malformed": 0})
+    connect_matches: int = 0
+    lookups: List[Lookup] = field(default_factory=list)  # processes that asked DNS for pool names
+    dns_queries: Dict[str, int] = field(default_factory=lambda: {r: 0 for r in QUERY_RESULTS})
+    query_owners: Dict[str, int] = field(default_factory=lambda: {r: 0 for r in OWNER_RESULTS})
