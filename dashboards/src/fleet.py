@@ -95,7 +95,8 @@ def _over_time() -> list:
 def _top(knobs: Knobs) -> list:
     suspects = F("minerwatch_process_suspects")
     busy = _off_hours(F("instance:minerwatch_host_cpu_busy:ratio_rate5m"))
-    process_cpu = _off_hours(F("instance_pid:minerwatch_process_cpu_seconds:rate5m"))
+    suspect_cpu = _off_hours(F("instance_pid:minerwatch_process_cpu_seconds:rate5m"))
+    group_cpu = _off_hours(F("instance_name:minerwatch_process_top_cpu_seconds:rate5m"))
     gpu_energy = _off_hours(f"rate({F('minerwatch_gpu_energy_joules_total')}[$__rate_interval])")
     window = "[$__range:$__interval]"
     return [
@@ -119,10 +120,12 @@ def _top(knobs: Knobs) -> list:
               w=12, h=9, sort=("Busy off hours (avg)", True), overrides=TO_HOST,
               links=[knobs.runbook("MinerwatchHostCpuAbovePeers")]),
         table("Top processes by off-hours CPU", """The processes that used the most CPU cores outside office
-              hours (busiest and suspect processes only: the exporter exports no others).""",
-              [target(f"topk(20, avg_over_time({process_cpu}{window}))", table=True)],
+              hours: suspects one by one (with their PID), the other busiest processes of each host by name
+              and user (no PID: run `minerwatch scan` on the host for it). The exporter exports no others.""",
+              [target(f"topk(20, avg_over_time({suspect_cpu}{window}) or avg_over_time({group_cpu}{window}))",
+                      table=True)],
               [HOST, ("name", "Process", None), ("pid", "PID", None), ("user", "User", None),
-               ("#A", "CPU cores off hours (avg)", "short"), SITE, JOB],
+               ("allowlisted", "Allowlisted", None), ("#A", "CPU cores off hours (avg)", "short"), SITE, JOB],
               w=12, h=9, sort=("CPU cores off hours (avg)", True), overrides=TO_HOST,
               links=[knobs.runbook("MinerwatchProcessCpuSustained")]),
         table("Top hosts by off-hours GPU energy", """Energy the hosts' NVIDIA GPUs used outside office hours in

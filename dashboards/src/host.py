@@ -10,6 +10,9 @@ H = Selector('job=~"$job"', 'instance=~"$instance"')
 JOB_ONLY = Selector('job=~"$job"')  # for job-level recording rules, which have no instance label
 ALERTS = Selector(FIRING, *H.matchers)("ALERTS")
 PROCESS_CPU = f"sum by (pid, name, user) (rate({H('minerwatch_process_cpu_seconds_total')}[$__rate_interval]))"
+# the busiest processes that are not suspect, by name and user (the exporter gives them no pid)
+GROUP_CPU = ("sum by (name, user, allowlisted) "
+             f"(rate({H('minerwatch_process_top_cpu_seconds_total')}[$__rate_interval]))")
 PROCESS = [("pid", "PID", None), ("name", "Process", None), ("user", "User", None)]
 YES_NO = mapping({"1": ("yes", "red"), "0": ("no", "green")})
 
@@ -79,9 +82,11 @@ def _cpu(knobs: Knobs) -> list:
     factor = f"{knobs.peers_factor:g}"
     return [
         row("CPU"),
-        timeseries("CPU of watched processes", """CPU cores used by the busiest processes (top-K) and every
-                   suspect: the exporter exports no other processes.""",
-                   [target(PROCESS_CPU, "{{name}} pid {{pid}} ({{user}})")], axis="CPU cores"),
+        timeseries("CPU of watched processes", """CPU cores used by every suspect (by pid) and by the busiest
+                   other processes (top-K), by name and user: those have no pid in the metrics, `minerwatch
+                   scan` on the host lists them. The exporter exports no other processes.""",
+                   [target(PROCESS_CPU, "{{name}} pid {{pid}} ({{user}})"),
+                    target(GROUP_CPU, "{{name}} ({{user}}, allowlisted {{allowlisted}})")], axis="CPU cores"),
         timeseries("Host CPU busy vs peers", f"""This host's busy share of all CPUs against the median of its
                    peers (same job, site, role). MinerwatchHostCpuAbovePeers fires off hours above
                    {factor}x the median and above the dashed {knobs.peers_min:g} line.""",

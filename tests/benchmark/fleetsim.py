@@ -14,8 +14,11 @@ number of it a flag of fleet.py and printed with the results:
 - a few hosts run a miner: one suspect process at 3.9 cores with its signals, suspect_info and a
   pool connection.
 
-Each host exports its top-K busiest processes (K = 5 by default, as the exporter) with the
-per-pid families the real exporter gives them: that is where pids churn.
+Each host exports its top-K busiest processes (K = 5 by default, as the exporter) the way the
+real exporter does: suspects per pid (the per-pid families learnt from it), the others by
+(name, user) group through the exporter's own `minerwatch.top_groups.TopGroups` (a CPU counter
+per group that ends after resting out of the top). `--top-by-pid` models the exporter before
+that change, every top-K process with the per-pid families: that is where pids churned.
 """
 
 from __future__ import annotations
@@ -30,10 +33,14 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Dict, List, Optional, Tuple
+
+from minerwatch.top_groups import TopGroups
 
 ROOT = Path(__file__).resolve().parents[2]
 TOP_K_LABELS = {"pid", "name", "user"}
+GROUP_FAMILIES = ("minerwatch_process_top_cpu_seconds", "minerwatch_process_top_processes")  # modelled below
 
 
 @dataclass
@@ -75,6 +82,8 @@ def learn_shape(port: int) -> Tuple[List[Family], List[str]]:
     static, per_process = [], []
     for family in text_string_to_metric_families(text):
         samples = [(s.name, dict(s.labels), s.value) for s in family.samples]
+        if family.name in GROUP_FAMILIES:
+            continue
         if any("pid" in labels for _, labels, _ in samples):
             if all(set(labels) == TOP_K_LABELS for _, labels, _ in samples):
                 per_process.append(family.name + ("_total" if family.type == "counter" else ""))
@@ -107,7 +116,7 @@ class Model:
     busy_renderers: int = 3
     renderer_minutes: float = 10.0
     miner_every: int = 1000  # one host in this many runs a miner
-    top_by_name: bool = False  # what-if: the top-K keyed by (name, user), no pid; suspects keep theirs
+    top_by_pid: bool = False  # the exporter before top groups: every top-K process per pid
 
 
 @dataclass
@@ -124,7 +133,7 @@ class Host:
     last: float = 0.0
     cpu_modes: Dict[str, float] = field(default_factory=dict)
     scrapes: int = 0
-    cpu_by_name: Dict[Tuple[str, str], float] = field(default_factory=dict)  # ended processes' CPU stays
+    groups: Optional[TopGroups] = None  # the exporter's own grouping of the non-suspect top-K
 
 
 def host_kind(index: int, busy_share: float, seed: int = 1) -> str:
@@ -148,6 +157,7 @@ class Fleet:
             host.cpu_modes = {m: rng.uniform(1e4, 1e6) for m in ("user", "system", "idle", "iowait", "irq", "softirq",
                                                                  "nice", "steal")}
             host.last = now
+            host.groups = TopGroups(2 * model.top_k, clock=lambda host=host: host.last)  # as the exporter
             self._populate(host, now)
             self.hosts.append(host)
 
@@ -189,8 +199,6 @@ class Fleet:
         for proc in host.processes:
             ran = max(0.0, min(now, proc.ends) - max(host.last, proc.started))
             proc.cpu += proc.cores * ran
-            key = (proc.name, proc.user)
-            host.cpu_by_name[key] = host.cpu_by_name.get(key, 0.0) + proc.cores * ran
             busy += proc.cores * ran
             if proc.ends > now:
                 alive.append(proc)
@@ -229,19 +237,9 @@ class Fleet:
                 out.append(f"{name}{_labels(labels)} {value:g}\n")
         suspects = [p for p in host.processes if p.suspect]
         others = [p for p in host.processes if not p.suspect]
-        if self.model.top_by_name:
-            groups: Dict[Tuple[str, str], List[Process]] = {}
-            for proc in others:
-                groups.setdefault((proc.name, proc.user), []).append(proc)
-            busy = [(key, procs) for key, procs in groups.items() if sum(p.cores for p in procs) >= 0.1]
-            top = sorted(busy, key=lambda g: -sum(p.cores for p in g[1]))[:self.model.top_k]
-            rows = [(f'name="{p.name}",pid="{p.pid}",user="{p.user}"', p.cpu, p.started, p.pid) for p in suspects]
-            rows += [(f'name="{name}",user="{user}"', host.cpu_by_name[(name, user)],
-                      min(p.started for p in procs), procs[0].pid) for (name, user), procs in top]
-        else:
-            top = sorted((p for p in others if p.cores >= 0.1), key=lambda p: -p.cores)[:self.model.top_k]
-            rows = [(f'name="{p.name}",pid="{p.pid}",user="{p.user}"', p.cpu, p.started, p.pid)
-                    for p in suspects + top]
+        busy_others = sorted((p for p in others if p.cores >= 0.1), key=lambda p: -p.cores)[:self.model.top_k]
+        rows = [(f'name="{p.name}",pid="{p.pid}",user="{p.user}"', p.cpu, p.started, p.pid)
+                for p in suspects + (busy_others if self.model.top_by_pid else [])]
         for family in self.per_process:
             for labels, cpu, started, pid in rows:
                 value = {"minerwatch_process_cpu_seconds_total": cpu,
@@ -249,6 +247,15 @@ class Fleet:
                          "minerwatch_process_threads": 8 + pid % 24,
                          "minerwatch_process_resident_memory_bytes": 50e6 + pid % 1000 * 1e6}.get(family, 1.0)
                 out.append(f"{family}{{{labels}}} {value:g}\n")
+        if not self.model.top_by_pid:
+            views = [SimpleNamespace(pid=p.pid, name=p.name, user=p.user, allowlisted=False,
+                                     stat=SimpleNamespace(cpu_seconds=p.cpu, start_time=p.started))
+                     for p in busy_others]
+            groups = host.groups.update(views)
+            for family, value in (("minerwatch_process_top_cpu_seconds_total", lambda g: g.cpu_seconds),
+                                  ("minerwatch_process_top_processes", lambda g: g.members)):
+                for g in groups:
+                    out.append(f'{family}{{allowlisted="false",name="{g.name}",user="{g.user}"}} {value(g):g}\n')
         out.append(f"minerwatch_process_suspects {len(suspects)}\n")
         for proc in suspects:
             ids = f'name="{proc.name}",pid="{proc.pid}",user="{proc.user}"'

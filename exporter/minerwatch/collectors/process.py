@@ -1,21 +1,30 @@
 """Process collector: suspect processes and the busiest ones, classified by the process table.
 
+Suspects are exported per pid (the pid is evidence; capped by max_suspects). The other top-K
+processes are exported by (name, user) group (top_groups.py): a pid label on every busy browser
+tab or compiler run would make most of the series a desktop creates in a day. Allowlisted top-K
+processes also keep `minerwatch_process_allowlisted` per pid, which the GPU rule joins on.
+
 Sample output:
     minerwatch_process_suspects 1
     minerwatch_process_cpu_seconds_total{name="xmrig",pid="4242",user="alice"} 1234.5
+    minerwatch_process_top_cpu_seconds_total{allowlisted="false",name="cc1plus",user="dev"} 812.3
+    minerwatch_process_top_processes{allowlisted="false",name="cc1plus",user="dev"} 2
     minerwatch_process_signal{name="xmrig",pid="4242",signal="pool_url",user="alice"} 1
     minerwatch_process_suspect_info{cmdline="xmrig -o stratum+tcp://... -p <redacted>",exe="/tmp/xmrig",exe_sha256="9f2c...",...} 1
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Optional
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from minerwatch.collectors.base import Collector, register
+from minerwatch.top_groups import TopGroups
 
 LABELS = ["pid", "name", "user"]
+GROUP_LABELS = ["name", "user", "allowlisted"]
 
 
 @register
@@ -23,9 +32,15 @@ class ProcessCollector(Collector):
     name = "process"
     help = "Suspect processes (miner names, command lines, disguise) and the top-K by CPU."
 
+    top_groups: Optional[TopGroups] = None
+
     def collect(self) -> Iterable[Metric]:
         table = self.context.processes
         max_suspects = self.context.config.process.max_suspects
+        if self.top_groups is None:
+            # twice the top-K: a group that drops out of the top for a scan or two while another
+            # enters keeps its counter instead of ending and restarting (a new series)
+            self.top_groups = TopGroups(max_groups=2 * self.context.config.process.top_k)
         snapshot = table.scan()
 
         yield GaugeMetricFamily(
@@ -38,20 +53,20 @@ class ProcessCollector(Collector):
         )
 
         cpu = CounterMetricFamily(
-            "minerwatch_process_cpu_seconds", "CPU time of a suspect or top-K process.", labels=LABELS
+            "minerwatch_process_cpu_seconds", "CPU time of a suspect process.", labels=LABELS
         )
-        threads = GaugeMetricFamily("minerwatch_process_threads", "Threads of a watched process.", labels=LABELS)
+        threads = GaugeMetricFamily("minerwatch_process_threads", "Threads of a suspect process.", labels=LABELS)
         rss = GaugeMetricFamily(
-            "minerwatch_process_resident_memory_bytes", "Resident memory of a watched process.", labels=LABELS
+            "minerwatch_process_resident_memory_bytes", "Resident memory of a suspect process.", labels=LABELS
         )
         start = GaugeMetricFamily(
-            "minerwatch_process_start_time_seconds", "Start time of a watched process.", labels=LABELS
+            "minerwatch_process_start_time_seconds", "Start time of a suspect process.", labels=LABELS
         )
         signal = GaugeMetricFamily(
-            "minerwatch_process_signal", "1 for each signal a watched process matched.", labels=LABELS + ["signal"]
+            "minerwatch_process_signal", "1 for each signal a suspect process matched.", labels=LABELS + ["signal"]
         )
         allowlisted = GaugeMetricFamily(
-            "minerwatch_process_allowlisted", "1 if the allowlist covers a watched process.", labels=LABELS
+            "minerwatch_process_allowlisted", "1 for each allowlisted process in the top-K (never suspect).", labels=LABELS
         )
         info = GaugeMetricFamily(
             "minerwatch_process_suspect_info",
@@ -61,20 +76,38 @@ class ProcessCollector(Collector):
 
         for view in snapshot.watched(max_suspects):
             labels = [str(view.pid), view.name, view.user]
+            if view.allowlisted:  # the allowlist keeps a process from being suspect
+                allowlisted.add_metric(labels, 1)
+            if not view.suspect:
+                continue  # counted in its top group below
             cpu.add_metric(labels, view.stat.cpu_seconds)
             threads.add_metric(labels, view.stat.threads)
             rss.add_metric(labels, view.stat.rss_bytes)
             start.add_metric(labels, view.stat.start_time)
             for name in sorted(view.signals):
                 signal.add_metric(labels + [name], 1)
-            if view.allowlisted:
-                allowlisted.add_metric(labels, 1)
-            if view.suspect:
-                cmdline = table.cmdline(view.facts)
-                sha256 = table.exe_sha256(view.facts)  # once per process life: evidence that outlives it
-                info.add_metric(labels + [view.facts.exe, sha256, cmdline, ",".join(sorted(view.signals))], 1)
+            cmdline = table.cmdline(view.facts)
+            sha256 = table.exe_sha256(view.facts)  # once per process life: evidence that outlives it
+            info.add_metric(labels + [view.facts.exe, sha256, cmdline, ",".join(sorted(view.signals))], 1)
 
         yield from (cpu, threads, rss, start, signal, allowlisted, info)
+
+        top_cpu = CounterMetricFamily(
+            "minerwatch_process_top_cpu_seconds",
+            "CPU time of the top-K processes that are not suspect, by name and user, while in the top-K "
+            "(a group out of the top for 15 minutes ends; back, it starts from 0).",
+            labels=GROUP_LABELS,
+        )
+        top_processes = GaugeMetricFamily(
+            "minerwatch_process_top_processes",
+            "Processes of the group in the top-K now (0 while the group rests out of the top).",
+            labels=GROUP_LABELS,
+        )
+        for group in self.top_groups.update(v for v in snapshot.top if not v.suspect):
+            labels = [group.name, group.user, "true" if group.allowlisted else "false"]
+            top_cpu.add_metric(labels, group.cpu_seconds)
+            top_processes.add_metric(labels, group.members)
+        yield from (top_cpu, top_processes)
 
         errors = CounterMetricFamily(
             "minerwatch_process_read_errors",
