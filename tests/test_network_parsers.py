@@ -310,3 +310,32 @@ def test_sock_diag_and_proc_net_tcp_agree_on_live_connections():
     finally:
         for s in clients + accepted + [server]:
             s.close()
+
+
+def test_sock_diag_counts_the_accepted_end_but_builds_nothing_for_it():
+    """Listeners come first, so the server end of a local connection is counted (sockets seen)
+    and dropped while the dump is parsed, before a connection object is made for it."""
+    import socket as so
+
+    from minerwatch.network.sockets import diag_connections, diag_listeners
+
+    server = so.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    port = server.getsockname()[1]
+    clients = [so.create_connection(server.getsockname()) for _ in range(5)]
+    accepted = [server.accept()[0] for _ in clients]
+    try:
+        listening = diag_listeners(so.AF_INET)
+        assert Endpoint("127.0.0.1", port) in listening
+        out = []
+        seen = diag_connections(so.AF_INET, listening, out)
+        mine = {c.getsockname()[1] for c in clients}
+        kept = [c for c in out if c.local.port in mine]
+        assert sorted(c.local.port for c in kept) == sorted(mine)
+        assert all(c.remote == Endpoint("127.0.0.1", port) and c.state == "established" and c.inode for c in kept)
+        assert not [c for c in out if c.local.port == port]  # the accepted ends: never built
+        assert seen >= len(out) + len(accepted)  # but counted
+    finally:
+        for s in clients + accepted + [server]:
+            s.close()

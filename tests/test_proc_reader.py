@@ -8,7 +8,7 @@ import time
 import pytest
 
 from minerwatch.proc_reader import ProcfsReader, PsutilReader, ReadError, default_reader
-from procfs_fixture import BOOT_TIME, TICKS, FakeProcess, build
+from support.procfs import BOOT_TIME, TICKS, FakeProcess, build
 
 
 def test_procfs_parses_stat_with_odd_comm(tmp_path):
@@ -32,14 +32,14 @@ def test_procfs_facts_deleted_exe_environ_cwd(tmp_path):
     assert facts.argv == ["/dev/shm/.x/kswapd", "-c", "cfg.json"]
     assert facts.environ == {"POOL_URL": "stratum+tcp://p:3333", "HOME": "/root"}
     assert facts.uid == os.getuid() and facts.user
-    assert facts.errors == []
+    assert not facts.errors
 
 
 def test_procfs_kernel_thread_has_no_exe(tmp_path):
     proc = build(tmp_path, [FakeProcess(2, "kthreadd", [])])
     reader = ProcfsReader(str(proc))
     facts = reader.facts(reader.stat(2))
-    assert (facts.exe, facts.argv, facts.errors) == ("", [], [])
+    assert (facts.exe, facts.argv, list(facts.errors)) == ("", [], [])
 
 
 def test_vanished_process(tmp_path):

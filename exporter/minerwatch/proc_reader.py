@@ -7,14 +7,21 @@ Every string in them (comm, exe, cwd, argv, user, environment) is made safe here
 read, with `host_text`: a process that names itself with bytes that are not UTF-8 or puts
 newlines and terminal escapes in its command line reaches the matchers, the labels and `scan` as
 visible escapes (`bad\\xffdir`), never as text that fails to encode or forges a table row.
+
+Memory: one `ProcStat` and one `ProcFacts` live per process for its whole life, so both keep
+their fields in slots (no per-object dict: about 100 bytes each saved on Python 3.10+), and the
+strings most processes share (comm, executable, working directory, common arguments) are
+interned, so 1,000 `sleep 3600` hold one copy of each.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import sys
+import weakref
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import psutil
 
@@ -26,7 +33,11 @@ except ImportError:  # Windows
     pwd = None
 
 
-@dataclass
+# Slots where the language has them for dataclasses (3.10+); 3.9 keeps working, with dicts.
+_SLOTS = {"slots": True} if sys.version_info >= (3, 10) else {}
+
+
+@dataclass(**_SLOTS)
 class ProcStat:
     pid: int
     start_time: float  # seconds since the epoch; with pid, the identity of a process
@@ -34,9 +45,11 @@ class ProcStat:
     cpu_seconds: float  # user + system
     threads: int
     rss_bytes: int
+    # hash of the raw /proc/PID/stat line (procfs reader only): equal means nothing changed
+    fingerprint: int = field(default=0, compare=False, repr=False)
 
 
-@dataclass
+@dataclass(**_SLOTS)
 class ProcFacts:
     pid: int
     start_time: float
@@ -48,7 +61,7 @@ class ProcFacts:
     uid: Optional[int] = None
     user: str = ""
     environ: Optional[Dict[str, str]] = None  # None when unreadable
-    errors: List[str] = field(default_factory=list)  # reasons of reads that failed
+    errors: Sequence[str] = ()  # reasons of reads that failed (shared empty tuple when none)
     exe_sha256: Optional[str] = None  # hashed when first needed; "" when unreadable
     cmdline: Optional[str] = None  # argv redacted and truncated, made when first exported
 
@@ -89,9 +102,15 @@ class ProcfsReader:
     """Linux: reads /proc directly.
 
     The one read every process gets on every scrape, /proc/PID/stat, goes through a descriptor
-    kept open for the process's life and re-read with pread (about 7 µs, against 20 µs for
-    open+read+close). Once the process exits, its descriptor answers ESRCH, even if the pid is
-    reused, so a kept descriptor never reads another process.
+    kept open for the process's life and re-read with pread (5.4 µs, against 10.7 µs for
+    open+read+close, at 4,000 processes). Once the process exits, its descriptor answers ESRCH,
+    even if the pid is reused, so a kept descriptor never reads another process.
+
+    `stat(pid)` returns the very object it returned last time for that pid when the line is
+    byte for byte the same (an idle process: same CPU time, memory, threads, start time), so
+    the caller can tell "nothing changed" with `is` and skip all further work. The test is a
+    hash of the line: siphash under the interpreter's random key, which a process cannot aim a
+    collision at; a chance one (2^-64) would hide one change for one scrape.
     """
 
     name = "procfs"
@@ -102,7 +121,16 @@ class ProcfsReader:
         self._page = os.sysconf("SC_PAGE_SIZE")
         self._boot_time = self._read_boot_time()
         self._fds: Dict[int, int] = {}  # pid -> open /proc/PID/stat
+        self._last: Dict[int, ProcStat] = {}  # pid -> what stat() returned last
         self._max_open = descriptor_budget() if max_open is None else max_open
+        # A reader dropped without close() (a reload builds a new one) must not leak thousands of
+        # descriptors: they close when it is collected.
+        self._finalizer = weakref.finalize(self, _close_all, self._fds)
+
+    def close(self) -> None:
+        """Close the kept descriptors; the reader still works (it opens them again as it reads)."""
+        _close_all(self._fds)
+        self._last.clear()
 
     def _read_boot_time(self) -> float:
         with open(os.path.join(self.procfs, "stat"), "rb") as f:
@@ -113,22 +141,17 @@ class ProcfsReader:
 
     def pids(self) -> List[int]:
         pids = [int(d) for d in os.listdir(self.procfs) if d.isdigit()]
-        if len(self._fds) > len(pids) // 2:  # cheap enough to skip while few are kept
+        if self._last or self._fds:
+            # Forget processes that ended (set differences run in C: ~0.05 µs a process).
             alive = set(pids)
-            for pid in [p for p in self._fds if p not in alive]:
+            for pid in self._last.keys() - alive:
+                del self._last[pid]
+            for pid in self._fds.keys() - alive:
                 os.close(self._fds.pop(pid))
         return pids
 
-    def _read_stat(self, pid: int) -> bytes:
-        fd = self._fds.get(pid)
-        if fd is not None:
-            try:
-                data = os.pread(fd, 4096, 0)
-                if data:
-                    return data
-            except OSError:
-                pass  # ESRCH: that process is gone; the pid may be another's now
-            os.close(self._fds.pop(pid))
+    def _open_stat(self, pid: int) -> bytes:
+        """Open /proc/PID/stat, read it, and keep the descriptor while the budget allows."""
         try:
             fd = os.open(f"{self.procfs}/{pid}/stat", os.O_RDONLY)
         except OSError as exc:
@@ -145,26 +168,51 @@ class ProcfsReader:
         return data
 
     def stat(self, pid: int) -> ProcStat:
-        data = self._read_stat(pid)
+        data = b""
+        fd = self._fds.get(pid)
+        if fd is not None:  # the usual case, inline: a pread on the kept descriptor
+            try:
+                data = os.pread(fd, 4096, 0)
+            except OSError:
+                pass  # ESRCH: that process is gone; the pid may be another's now
+            if not data:
+                os.close(self._fds.pop(pid))
         if not data:
-            raise ReadError("vanished")
+            try:
+                data = self._open_stat(pid)
+            except ReadError:
+                self._last.pop(pid, None)
+                raise
+            if not data:
+                self._last.pop(pid, None)
+                raise ReadError("vanished")
+        fingerprint = hash(data)
+        last = self._last.get(pid)
+        if last is not None and last.fingerprint == fingerprint:
+            return last  # the same line: nothing to parse, nothing new to keep
         # comm may contain spaces and parentheses: it ends at the last ')'.
         close = data.rfind(b")")
-        comm = host_text(data[data.find(b"(") + 1 : close])
+        comm = sys.intern(host_text(data[data.find(b"(") + 1 : close]))
         fields = data[close + 2 :].split()
         # fields[0] is field 3 (state) of proc(5)
-        return ProcStat(
+        start_time = self._boot_time + int(fields[19]) / self._ticks
+        if last is not None and last.start_time == start_time:
+            start_time = last.start_time  # one float object per process life, not one per change
+        stat = ProcStat(
             pid=pid,
-            start_time=self._boot_time + int(fields[19]) / self._ticks,
+            start_time=start_time,
             comm=comm,
             cpu_seconds=(int(fields[11]) + int(fields[12])) / self._ticks,
             threads=int(fields[17]),
             rss_bytes=int(fields[21]) * self._page,
+            fingerprint=fingerprint,
         )
+        self._last[pid] = stat
+        return stat
 
     def facts(self, stat: ProcStat) -> ProcFacts:
         base = f"{self.procfs}/{stat.pid}"
-        facts = ProcFacts(pid=stat.pid, start_time=stat.start_time, comm=stat.comm)
+        facts = ProcFacts(pid=stat.pid, start_time=stat.start_time, comm=stat.comm, errors=[])
         try:
             facts.uid = os.stat(base).st_uid
             facts.user = user_name(facts.uid)
@@ -173,7 +221,7 @@ class ProcfsReader:
         try:
             with open(base + "/cmdline", "rb") as f:
                 raw = f.read()
-            facts.argv = host_text_items(raw.rstrip(b"\0")) if raw else []
+            facts.argv = [sys.intern(a) for a in host_text_items(raw.rstrip(b"\0"))] if raw else []
         except OSError as exc:
             facts.errors.append(_reason(exc))
         if facts.argv or stat.pid == 1:  # kernel threads have no cmdline, exe or environ
@@ -181,13 +229,13 @@ class ProcfsReader:
                 # Read as bytes: a path need not be UTF-8, and host_text shows what is not.
                 exe = os.readlink(os.fsencode(base + "/exe"))
                 if exe.endswith(b" (deleted)"):
-                    facts.exe, facts.exe_deleted = host_text(exe[: -len(b" (deleted)")]), True
+                    facts.exe, facts.exe_deleted = sys.intern(host_text(exe[: -len(b" (deleted)")])), True
                 else:
-                    facts.exe = host_text(exe)
+                    facts.exe = sys.intern(host_text(exe))
             except OSError as exc:
                 facts.errors.append(_reason(exc))
             try:
-                facts.cwd = host_text(os.readlink(os.fsencode(base + "/cwd")))
+                facts.cwd = sys.intern(host_text(os.readlink(os.fsencode(base + "/cwd"))))
             except OSError as exc:
                 facts.errors.append(_reason(exc))
             try:
@@ -195,11 +243,20 @@ class ProcfsReader:
                     facts.environ = _parse_environ(f.read())
             except OSError as exc:
                 facts.errors.append(_reason(exc))
+        facts.errors = facts.errors or ()  # the usual case shares one empty tuple
         return facts
 
     def exe_path(self, pid: int) -> str:
         """A path that opens the running executable, even when it was deleted from disk."""
         return f"{self.procfs}/{pid}/exe"
+
+
+def _close_all(fds: Dict[int, int]) -> None:
+    while fds:
+        try:
+            os.close(fds.popitem()[1])
+        except OSError:
+            pass
 
 
 def descriptor_budget(reserve: int = 256, most: int = 16384) -> int:
@@ -264,7 +321,7 @@ class PsutilReader:
 
     def facts(self, stat: ProcStat) -> ProcFacts:
         proc = self._process(stat.pid)
-        facts = ProcFacts(pid=stat.pid, start_time=stat.start_time, comm=stat.comm)
+        facts = ProcFacts(pid=stat.pid, start_time=stat.start_time, comm=stat.comm, errors=[])
 
         def read(getter, default):
             try:
@@ -292,6 +349,7 @@ class PsutilReader:
         facts.user = host_text(read(proc.username, "")) or user_name(facts.uid)
         environ = read(proc.environ, None)
         facts.environ = None if environ is None else {host_text(k): host_text(v) for k, v in environ.items()}
+        facts.errors = facts.errors or ()
         return facts
 
     def exe_path(self, pid: int) -> str:
@@ -299,6 +357,9 @@ class PsutilReader:
             return psutil.Process(pid).exe()
         except (psutil.Error, OSError):
             return ""
+
+    def close(self) -> None:
+        """Nothing kept open (the same call as the /proc reader's)."""
 
 
 def default_reader(procfs: str = "/proc"):

@@ -4,11 +4,17 @@ Each scan lists every process, re-reads only what changes (CPU, threads, memory)
 static facts (command line, executable, user, environment) and their signature matches once per
 process life, keyed by (pid, start time). Other collectors add per-process signals through
 signal sources (antivirus exclusions, pool connections) and look processes up here.
+
+Beyond the one read of its /proc/PID/stat line, a scan does nothing for an idle process whose
+line did not change (the reader hands back the same `ProcStat`): it keeps last scan's view.
+Per process the table keeps one `_Entry` and one `ProcessView`, with slots, beside the reader's
+`ProcStat` and `ProcFacts`; processes without signals share one empty dict.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import Counter
@@ -23,6 +29,10 @@ from minerwatch.text import host_text
 from minerwatch.yaml_file import Node, section_fields
 
 log = logging.getLogger("minerwatch.process")
+
+# Slots where dataclasses have them (3.10+): no dict per object that lives as long as a process.
+_SLOTS = {"slots": True} if sys.version_info >= (3, 10) else {}
+_NO_SIGNALS: Dict[str, str] = {}  # shared by every process without a signal: never modified
 
 
 class SignalSource(Protocol):
@@ -85,7 +95,7 @@ def read_settings(node: Optional[Node]) -> ProcessSettings:
     return ProcessSettings(**values)
 
 
-@dataclass
+@dataclass(**_SLOTS)
 class ProcessView:
     """One process as the last scan saw it."""
 
@@ -133,24 +143,30 @@ class Snapshot:
         return out
 
 
-@dataclass
+@dataclass(**_SLOTS)
 class _Entry:
     facts: ProcFacts
     static: Dict[str, str]  # signature matches, once per process life
     allowlisted: bool
     source_generations: Optional[Tuple[int, ...]] = None
-    sourced: Dict[str, str] = field(default_factory=dict)  # from signal sources
-    probed: Dict[str, str] = field(default_factory=dict)  # from the busy probe, while busy
+    # the dicts below are replaced, never changed in place: processes without signals share one
+    sourced: Dict[str, str] = field(default_factory=lambda: _NO_SIGNALS)  # from signal sources
+    probed: Dict[str, str] = field(default_factory=lambda: _NO_SIGNALS)  # from the busy probe, while busy
     # static and source signals merged, and what they make of the process; recomputed only
     # when a source's generation changes, so an unchanged process costs no dict work a scrape
-    signals: Dict[str, str] = field(default_factory=dict)
+    signals: Dict[str, str] = field(default_factory=lambda: _NO_SIGNALS)
     strong: bool = False  # suspect whatever its CPU
     weak: bool = False  # suspect while busy
-    baseline: Optional[Tuple[float, float]] = None  # (monotonic time, cpu seconds)
+    baseline_time: Optional[float] = None  # monotonic time of the last CPU sample...
+    baseline_cpu: float = 0.0  # ...and the CPU seconds then
     cpu_cores: float = 0.0
+    view: Optional[ProcessView] = None  # the last scan's view, kept while nothing changes
 
     def merge(self) -> None:
-        self.signals = {**self.sourced, **self.probed, **self.static}  # a static reason wins a tie
+        if self.sourced or self.probed:
+            self.signals = {**self.sourced, **self.probed, **self.static}  # a static reason wins a tie
+        else:
+            self.signals = self.static
         self.strong = not self.allowlisted and not STRONG_SIGNALS.isdisjoint(self.signals)
         self.weak = not self.allowlisted and not WEAK_SIGNALS.isdisjoint(self.signals)
 
@@ -175,7 +191,7 @@ class ProcessTable:
         self._busy_sources: List[BusySource] = list(busy_sources)
         self._clock = clock
         self._wall = wall_clock
-        self._entries: Dict[Tuple[int, float], _Entry] = {}
+        self._entries: Dict[int, _Entry] = {}  # pid -> the process the last scan saw
         self._lock = threading.Lock()
         self.last: Optional[Snapshot] = None
         self.read_errors_total: Counter = Counter()  # cumulative, for a _total counter
@@ -228,17 +244,29 @@ class ProcessTable:
         now = self._clock()
         errors: Counter = Counter()
         views: List[ProcessView] = []
-        alive = {}
+        moving: List[ProcessView] = []  # processes that used CPU: the only candidates for the top-K
+        suspects: List[ProcessView] = []
+        entries = self._entries
+        alive: Dict[int, _Entry] = {}
         busy = self.settings.suspect_busy_cores
         busy_elsewhere = self._busy_on_devices(min(busy, 1.0))  # a device is at most all busy
         skipped = 0
         probe = self.busy_probe
         for pid in self.reader.pids():
+            entry = entries.get(pid)
             try:
                 stat = self.reader.stat(pid)
-                key = (pid, stat.start_time)
-                entry = self._entries.get(key)
-                if entry is None:
+                view = entry.view if entry is not None else None
+                if (view is not None and stat is view.stat and entry.cpu_cores == 0.0 and not entry.weak
+                        and entry.source_generations == generations):
+                    # The same stat line, idle, nothing new from the sources: last scan's view as is.
+                    entry.baseline_time = now  # its CPU time was still this now
+                    alive[pid] = entry
+                    views.append(view)
+                    if view.suspect:
+                        suspects.append(view)
+                    continue
+                if entry is None or entry.facts.start_time != stat.start_time:  # new, or the pid reused
                     entry = self._new_entry(stat, errors)
             except ReadError as exc:
                 if exc.reason != "vanished":  # a process that exits mid-scan is not an error
@@ -248,7 +276,7 @@ class ProcessTable:
                 skipped += 1
                 self._log_skipped(pid, exc)
                 continue
-            alive[key] = entry
+            alive[pid] = entry
             self._update_cpu(entry, stat, now)
             if entry.source_generations != generations:
                 entry.sourced = self._source_signals(entry.facts)
@@ -256,20 +284,35 @@ class ProcessTable:
                 entry.source_generations = generations
             # The busy probe: only processes at or above the busy threshold, at most every
             # interval each (busy_probe.py); an idle process costs this one comparison.
+            key = (pid, stat.start_time)
             if entry.cpu_cores >= busy and probe is not None and not entry.allowlisted and probe.due(key, now):
                 probed = probe.probe(key, entry.facts, stat, now, now)
                 if probed != entry.probed:
                     entry.probed = probed
                     entry.merge()
             suspect = entry.strong or (entry.weak and (entry.cpu_cores >= busy or pid in busy_elsewhere))
-            views.append(ProcessView(entry.facts, stat, entry.cpu_cores, entry.signals, entry.allowlisted, suspect))
+            view = entry.view
+            if (view is None or view.stat is not stat or view.cpu_cores != entry.cpu_cores
+                    or view.signals is not entry.signals or view.suspect != suspect):
+                view = entry.view = ProcessView(entry.facts, stat, entry.cpu_cores, entry.signals,
+                                                entry.allowlisted, suspect)
+            views.append(view)
+            if entry.cpu_cores > 0.0:
+                moving.append(view)
+            if suspect:
+                suspects.append(view)
         self._entries = alive  # forget processes that ended
         if probe is not None:
-            probe.forget(alive)
+            probe.forget(_AliveKeys(alive))
 
-        views.sort(key=lambda v: v.cpu_cores, reverse=True)
-        suspects = [v for v in views if v.suspect]
-        top = [v for v in views[: self.settings.top_k] if v.cpu_cores >= self.settings.top_min_cpu_cores]
+        # Only what used CPU (a few dozen processes) and the suspects are sorted; `processes`
+        # stays in the order listed.
+        moving.sort(key=_by_cpu, reverse=True)
+        suspects.sort(key=_by_cpu, reverse=True)
+        top_k, floor = self.settings.top_k, self.settings.top_min_cpu_cores
+        top = [v for v in moving[:top_k] if v.cpu_cores >= floor]
+        if len(top) < top_k and floor <= 0.0:  # idle processes qualify too: the first ones listed
+            top += [v for v in views if v.cpu_cores <= 0.0][: top_k - len(top)]
         return Snapshot(views, suspects, top, errors, skipped)
 
     def _busy_on_devices(self, threshold: float) -> set:
@@ -308,10 +351,10 @@ class ProcessTable:
         )
         # The environment is only needed for matching; do not keep other users' secrets around.
         facts.environ = None
-        return _Entry(facts=facts, static=static, allowlisted=allowlisted)
+        return _Entry(facts=facts, static=static or _NO_SIGNALS, allowlisted=allowlisted)
 
     def _source_signals(self, facts: ProcFacts) -> Dict[str, str]:
-        out = {}
+        out: Dict[str, str] = {}
         for source in self._signal_sources:
             try:
                 match = source.match(facts)
@@ -320,19 +363,19 @@ class ProcessTable:
                 continue
             if match is not None:
                 out.setdefault(match.signal, match.reason)
-        return out
+        return out or _NO_SIGNALS
 
     def _update_cpu(self, entry: _Entry, stat: ProcStat, now: float) -> None:
-        if entry.baseline is None:
+        then = entry.baseline_time
+        if then is None:
             # First sight: the lifetime average, until a second sample gives a recent rate.
             age = max(self._wall() - stat.start_time, 1.0)
             entry.cpu_cores = stat.cpu_seconds / age
-            entry.baseline = (now, stat.cpu_seconds)
+            entry.baseline_time, entry.baseline_cpu = now, stat.cpu_seconds
             return
-        then, cpu = entry.baseline
         if now - then >= 1.0:  # scrapes closer than a second reuse the last rate
-            entry.cpu_cores = max(stat.cpu_seconds - cpu, 0.0) / (now - then)
-            entry.baseline = (now, stat.cpu_seconds)
+            entry.cpu_cores = max(stat.cpu_seconds - entry.baseline_cpu, 0.0) / (now - then)
+            entry.baseline_time, entry.baseline_cpu = now, stat.cpu_seconds
 
     def cmdline(self, facts: ProcFacts) -> str:
         """The redacted, truncated command line, made once per process life (a long one costs
@@ -355,5 +398,26 @@ class ProcessTable:
     # -- lookups for other collectors ---------------------------------------------------------
     def lookup(self, pid: int) -> Optional[ProcessView]:
         """The process as the last scan saw it (scanning once if none ran yet)."""
-        snapshot = self.last or self.scan()
-        return snapshot.by_pid().get(pid)
+        if self.last is None:
+            self.scan()
+        entry = self._entries.get(pid)  # the last scan's processes by pid: no dict of every view to build
+        return entry.view if entry is not None else None
+
+
+def _by_cpu(view: ProcessView) -> float:
+    return view.cpu_cores
+
+
+class _AliveKeys:
+    """The (pid, start time) keys of the last scan's processes, for the busy probe's `forget`,
+    answered from the table's pid-keyed entries without building a set a scan."""
+
+    def __init__(self, entries: Dict[int, _Entry]):
+        self._entries = entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: Tuple[int, float]) -> bool:
+        entry = self._entries.get(key[0])
+        return entry is not None and entry.facts.start_time == key[1]

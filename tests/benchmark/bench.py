@@ -175,6 +175,7 @@ def hold_connections(count: int) -> None:
 
 class Connections:
     def __init__(self, count: int):
+        self.count = count
         self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--hold-connections", str(count)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if self.proc.stdout.readline().strip() != "ready":
@@ -302,15 +303,21 @@ def minerwatch_argv(config: str) -> List[str]:
             "--web.listen-address=127.0.0.1:{port}"]
 
 
-def side_by_side(args, argvs: Dict[str, List[str]], workdir: str) -> Dict[str, Dict[str, object]]:
-    """The three exporters in turns, then minerwatch alone up to args.rss_scrapes and idle."""
+def count_fds(pid: int) -> int:
+    """Open descriptors of a process (the /proc reader keeps one per process it reads)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return -1
+
+
+def one_size(args, argvs: Dict[str, List[str]], workdir: str, size: int) -> Dict[str, Dict[str, object]]:
+    """The three exporters, started fresh at this host size, scraped in turns."""
     with contextlib.ExitStack() as stack:
         exporters = []
         for name, argv in argvs.items():
             exporters.append(Exporter(name, argv, workdir))
             stack.callback(exporters[-1].stop)
-        mw = exporters[0]
-        mw.rss_checkpoints = {100: 0, args.rss_scrapes: 0}
         durations: Dict[str, List[float]] = {}
 
         def per_collector(name: str, body: bytes) -> None:
@@ -319,51 +326,112 @@ def side_by_side(args, argvs: Dict[str, List[str]], workdir: str) -> Dict[str, D
                     durations.setdefault(collector.decode(), []).append(float(value) * 1000)
 
         results = measure(exporters, args.warmup, args.scrapes, args.interval, per_collector)
-        for exp in exporters[1:]:
-            exp.stop()
-        r = results["minerwatch"]
-        r["collector_median_ms"] = {n: percentile(v, 0.5) for n, v in sorted(durations.items())}
-        while mw.scrapes < args.rss_scrapes:
-            mw.scrape()
-        r["rss_at_100_mib"] = mw.rss_checkpoints[100] / MIB
-        r["rss_at_end_mib"] = mw.rss_checkpoints[args.rss_scrapes] / MIB
-        r["rss_scrapes"] = mw.scrapes
-        cpu0 = cpu_seconds(mw.pid)
-        time.sleep(args.idle)
-        r["idle_cpu_s"] = cpu_seconds(mw.pid) - cpu0
+        for exp in exporters:
+            results[exp.name]["rss_mib"] = memory_bytes(exp.pid, "VmRSS") / MIB
+            results[exp.name]["fds"] = count_fds(exp.pid)
+            results[exp.name]["size"] = size
+        results["minerwatch"]["collector_median_ms"] = {n: percentile(v, 0.5) for n, v in sorted(durations.items())}
         return results
 
 
+def steady_state(args, argv: List[str], workdir: str) -> Dict[str, float]:
+    """minerwatch alone: VmRSS after scrape 100 and after args.rss_scrapes, then CPU while idle."""
+    exp = Exporter("minerwatch", argv, workdir)
+    try:
+        exp.rss_checkpoints = {100: 0, args.rss_scrapes: 0}
+        while exp.scrapes < args.rss_scrapes:
+            exp.scrape()
+        cpu0 = cpu_seconds(exp.pid)
+        time.sleep(args.idle)
+        return {"rss_at_100_mib": exp.rss_checkpoints[100] / MIB,
+                "rss_at_end_mib": exp.rss_checkpoints[args.rss_scrapes] / MIB,
+                "rss_scrapes": exp.scrapes, "idle_cpu_s": cpu_seconds(exp.pid) - cpu0, "processes": count_processes()}
+    finally:
+        exp.stop()
+
+
+def _in_process_registry(config: str):
+    from minerwatch.app import Options, build_collectors, build_context, enabled_collectors
+
+    context = build_context(Options(config_file=config))
+    return context, build_collectors(context, enabled_collectors(Options(config_file=config)))
+
+
+class _Families:
+    """What the encoder needs of a registry: the families one scrape gathered."""
+
+    def __init__(self, families):
+        self.families = families
+
+    def collect(self):
+        return self.families
+
+
 def profile_minerwatch(args, config: str) -> List[Dict[str, object]]:
-    """cProfile of the scrape path in-process, built as `minerwatch serve` builds it."""
+    """cProfile of one scrape's work in-process: every collector's collect() in this thread (the
+    exporter runs each in a thread of its own, which cProfile would not see), then the encoder
+    and gzip as web.py runs them."""
     import cProfile
     import pstats
 
     from prometheus_client.exposition import choose_encoder
 
-    from minerwatch.app import Options, build_collectors, build_context, build_registry, enabled_collectors
-    from minerwatch.collectors.base import CollectorRunner
+    from minerwatch.app import close_collectors
 
-    options = Options(config_file=config)
-    runner = CollectorRunner(build_collectors(build_context(options), enabled_collectors(options)))
-    registry = build_registry(runner)
+    context, collectors = _in_process_registry(config)
     encoder, _ = choose_encoder(ACCEPT)
+
+    def scrape() -> None:
+        families = [family for collector in collectors for family in collector.collect()]
+        gzip.compress(encoder(_Families(families)), compresslevel=1)
+
     profiler = cProfile.Profile()
     try:
         for _ in range(args.warmup):
-            encoder(registry)
+            scrape()
+            time.sleep(args.interval)
         for _ in range(args.profile_scrapes):
             time.sleep(args.interval)
             profiler.enable()
-            gzip.compress(encoder(registry), compresslevel=1)  # what web.py does for a scrape
+            scrape()
             profiler.disable()
     finally:
-        runner.close()
+        close_collectors(collectors)
+        getattr(context.processes.reader, "close", lambda: None)()  # one kept descriptor per process
     rows = []
     for (path, line, func), (_, calls, own, total, _) in pstats.Stats(profiler).stats.items():
         rows.append({"function": f"{short_path(path)}:{line}({func})", "calls": calls / args.profile_scrapes,
                      "own_ms": own / args.profile_scrapes * 1000, "total_ms": total / args.profile_scrapes * 1000})
     return rows
+
+
+def table_memory(config: str, top: int = 12) -> Dict[str, object]:
+    """What the process table keeps, in-process: tracemalloc over building it and three scans
+    (the first reads every process's facts), by allocation site; bytes per process listed."""
+    import gc
+    import tracemalloc
+
+    from minerwatch.app import Options, build_context
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        table = build_context(Options(config_file=config)).processes
+        for _ in range(3):
+            table.scan()
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0]
+        stats = tracemalloc.take_snapshot().statistics("lineno")
+    finally:
+        tracemalloc.stop()
+        getattr(table.reader, "close", lambda: None)()  # one kept descriptor per process
+    processes = len(table.last.processes)
+    sites = [{"site": f"{short_path(st.traceback[0].filename)}:{st.traceback[0].lineno}",
+              "bytes_per_process": st.size / processes, "objects_per_process": st.count / processes}
+             for st in stats[:top]]
+    del table
+    gc.collect()
+    return {"processes": processes, "held_bytes": held, "sites": sites}
 
 
 def short_path(path: str) -> str:
@@ -378,41 +446,87 @@ def short_path(path: str) -> str:
 
 
 def print_table(results: Dict[str, Dict[str, float]]) -> None:
-    print(f"{'exporter':<18}{'median ms':>10}{'p90 ms':>9}{'CPU ms/scrape':>15}{'peak RSS MiB':>14}"
-          f"{'body KiB':>10}{'samples':>9}{'processes':>11}")
+    print(f"{'exporter':<18}{'median ms':>10}{'p90 ms':>9}{'CPU ms/scrape':>15}{'RSS MiB':>9}{'peak RSS':>10}"
+          f"{'fds':>7}{'body KiB':>10}{'samples':>9}{'processes':>11}")
     for name, r in results.items():
-        print(f"{name:<18}{r['median_ms']:>10.2f}{r['p90_ms']:>9.2f}{r['cpu_ms']:>15.2f}{r['peak_rss_mib']:>14.1f}"
-              f"{r['body_kib']:>10.1f}{r['samples']:>9}{r['processes']:>11}")
+        print(f"{name:<18}{r['median_ms']:>10.2f}{r['p90_ms']:>9.2f}{r['cpu_ms']:>15.2f}{r['rss_mib']:>9.1f}"
+              f"{r['peak_rss_mib']:>10.1f}{r['fds']:>7}{r['body_kib']:>10.1f}{r['samples']:>9}{r['processes']:>11}")
 
 
 def print_ratios(results: Dict[str, Dict[str, float]]) -> None:
     mw = results["minerwatch"]
-    print(f"{'x minerwatch':<18}{'median':>10}{'p90':>9}{'CPU':>15}{'peak RSS':>14}")
+    print(f"{'x minerwatch':<18}{'median':>10}{'p90':>9}{'CPU':>15}{'RSS':>9}")
     for name, r in results.items():
         if name != "minerwatch":
-            ratios = [r[k] / mw[k] if mw[k] else float("inf") for k in ("median_ms", "p90_ms", "cpu_ms", "peak_rss_mib")]
-            print(f"{name:<18}{ratios[0]:>9.2f}x{ratios[1]:>8.2f}x{ratios[2]:>14.2f}x{ratios[3]:>13.2f}x")
+            ratios = [r[k] / mw[k] if mw[k] else float("inf") for k in ("median_ms", "p90_ms", "cpu_ms", "rss_mib")]
+            print(f"{name:<18}{ratios[0]:>9.2f}x{ratios[1]:>8.2f}x{ratios[2]:>14.2f}x{ratios[3]:>8.2f}x")
 
 
-def targets(results: Dict[str, Dict[str, float]], args) -> List[Dict[str, object]]:
-    mw, ne, pe = results["minerwatch"], results["node_exporter"], results["process-exporter"]
-    idle_limit = max(0.02, 0.002 * args.idle)  # two clock ticks for 10 s: ~0, at tick resolution
-    growth = mw["rss_at_end_mib"] - mw["rss_at_100_mib"]
-    checks = [
-        ("latency <= node_exporter (processes set)", mw["median_ms"] <= ne["median_ms"],
-         f"median {mw['median_ms']:.2f} ms vs {ne['median_ms']:.2f} ms"),
-        ("CPU/scrape <= node_exporter (processes set)", mw["cpu_ms"] <= ne["cpu_ms"],
-         f"{mw['cpu_ms']:.2f} ms vs {ne['cpu_ms']:.2f} ms"),
-        ("CPU/scrape >= 10x less than process-exporter", mw["cpu_ms"] * 10 <= pe["cpu_ms"],
-         f"{mw['cpu_ms']:.2f} ms vs {pe['cpu_ms']:.2f} ms ({pe['cpu_ms'] / mw['cpu_ms'] if mw['cpu_ms'] else float('inf'):.1f}x)"),
-        (f"RSS <= 40 MiB after {mw['rss_scrapes']} scrapes", mw["rss_at_end_mib"] <= 40,
-         f"VmRSS {mw['rss_at_end_mib']:.1f} MiB"),
-        (f"no RSS growth scrape 100 -> {mw['rss_scrapes']} (1 MiB tolerance)", growth <= 1.0,
-         f"VmRSS {mw['rss_at_100_mib']:.1f} -> {mw['rss_at_end_mib']:.1f} MiB ({growth:+.2f})"),
-        (f"no CPU between scrapes ({args.idle:g} s idle)", mw["idle_cpu_s"] <= idle_limit,
-         f"{mw['idle_cpu_s']:.2f} CPU s (limit {idle_limit:.2f}, tick {1 / TICK:.2f} s)"),
-    ]
+def ratio(a: float, b: float) -> float:
+    return a / b if b else float("inf")
+
+
+def targets(sizes: List[Dict[str, Dict[str, float]]], steady: Dict[str, float], args) -> List[Dict[str, object]]:
+    checks = []
+    for results in sizes:
+        mw, ne, pe = results["minerwatch"], results["node_exporter"], results["process-exporter"]
+        at = f"at {mw['processes']} processes"
+        checks += [
+            (f"latency <= 1/2 node_exporter (processes set) {at}", mw["median_ms"] * 2 <= ne["median_ms"],
+             f"median {mw['median_ms']:.2f} ms vs {ne['median_ms']:.2f} ms ({ratio(ne['median_ms'], mw['median_ms']):.2f}x)"),
+            (f"CPU/scrape <= 1/2 node_exporter (processes set) {at}", mw["cpu_ms"] * 2 <= ne["cpu_ms"],
+             f"{mw['cpu_ms']:.2f} ms vs {ne['cpu_ms']:.2f} ms ({ratio(ne['cpu_ms'], mw['cpu_ms']):.2f}x)"),
+            (f"latency and CPU/scrape >= 20x less than process-exporter {at}",
+             mw["cpu_ms"] * 20 <= pe["cpu_ms"] and mw["median_ms"] * 20 <= pe["median_ms"],
+             f"CPU {ratio(pe['cpu_ms'], mw['cpu_ms']):.1f}x, latency {ratio(pe['median_ms'], mw['median_ms']):.1f}x"),
+        ]
+    first = sizes[0]["minerwatch"]
+    checks.append((f"RSS <= 30 MiB at {first['processes']} processes", first["rss_mib"] <= 30,
+                   f"VmRSS {first['rss_mib']:.1f} MiB after {args.warmup + args.scrapes} scrapes"))
+    pair = growth_pair(sizes, args)
+    if pair:
+        a, b = pair
+        per = (b["rss_mib"] - a["rss_mib"]) * MIB / (b["processes"] - a["processes"])
+        checks.append((f"RSS grows < 1 KiB per extra process ({a['processes']} -> {b['processes']} processes, "
+                       f"same connections)", per < 1024,
+                       f"VmRSS {a['rss_mib']:.1f} -> {b['rss_mib']:.1f} MiB: {per:.0f} B/process"))
+    if steady:
+        growth = steady["rss_at_end_mib"] - steady["rss_at_100_mib"]
+        idle_limit = max(0.02, 0.002 * args.idle)  # two clock ticks for 10 s: ~0, at tick resolution
+        checks += [
+            (f"no RSS growth scrape 100 -> {steady['rss_scrapes']} (1 MiB tolerance)", growth <= 1.0,
+             f"VmRSS {steady['rss_at_100_mib']:.1f} -> {steady['rss_at_end_mib']:.1f} MiB ({growth:+.2f})"),
+            (f"no CPU between scrapes ({args.idle:g} s idle)", steady["idle_cpu_s"] <= idle_limit,
+             f"{steady['idle_cpu_s']:.2f} CPU s (limit {idle_limit:.2f}, tick {1 / TICK:.2f} s)"),
+        ]
     return [{"target": t, "pass": bool(ok), "figures": detail} for t, ok, detail in checks]
+
+
+def growth_pair(sizes: List[Dict[str, Dict[str, float]]], args):
+    """minerwatch at the two sizes furthest apart in processes with the same connection count
+    (connections cost memory too); None when no two sizes share one."""
+    best = None
+    for i, (pi, ci) in enumerate(args.sizes):
+        for j, (pj, cj) in enumerate(args.sizes):
+            if ci == cj and pj > pi and (best is None or pj - pi > best[1] - best[0]):
+                best = (pi, pj, i, j)
+    if best is None:
+        return None
+    return sizes[best[2]]["minerwatch"], sizes[best[3]]["minerwatch"]
+
+
+def preflight(sizes: List[Tuple[int, int]]) -> None:
+    """Say before starting anything if the host cannot hold the largest size."""
+    most = max(size for size, _ in sizes) + 64
+    limits = {"kernel.pid_max": "/proc/sys/kernel/pid_max", "kernel.threads-max": "/proc/sys/kernel/threads-max"}
+    for name, path in limits.items():
+        with open(path) as f:
+            value = int(f.read())
+        if value < most:
+            raise RuntimeError(f"{name} is {value}, below the {most} processes asked for (sysctl -w {name}=...)")
+    soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
+    if os.getuid() != 0 and soft != resource.RLIM_INFINITY and soft < most:
+        raise RuntimeError(f"ulimit -u is {soft}, below the {most} processes asked for")
 
 
 def find_binary(*names: str) -> str:
@@ -433,9 +547,9 @@ def run(args) -> int:
     process_exporter = find_binary("prometheus-process-exporter", "process-exporter")
     import minerwatch
 
+    preflight(args.sizes)
     report: Dict[str, object] = {"machine": machine(), "settings": {
-        k: getattr(args, k) for k in ("processes", "connections", "warmup", "scrapes", "interval", "rss_scrapes",
-                                      "idle", "growth", "growth_scrapes")}}
+        k: getattr(args, k) for k in ("sizes", "warmup", "scrapes", "interval", "rss_scrapes", "idle")}}
     report["machine"]["versions"] = {
         "minerwatch": minerwatch.__version__,
         "node_exporter": version_of([node_exporter, "--version"]),
@@ -447,6 +561,9 @@ def run(args) -> int:
     if m["loadavg"] > m["nproc"] / 2:
         print("warning: the host is busy with other work; latencies will be inflated")
     print("versions: " + "; ".join(f"{k} {v}" for k, v in m["versions"].items()))
+    print("sizes: " + ", ".join(f"{p} processes + {c} connections" for p, c in args.sizes)
+          + f"; per size {args.warmup} warm-up + {args.scrapes} timed scrapes per exporter, taking turns one "
+          f"scrape at a time, a round at most every {args.interval:g} s; keep-alive, gzip, Prometheus' Accept header")
 
     with tempfile.TemporaryDirectory(prefix="minerwatch-bench-") as workdir, contextlib.ExitStack() as stack:
         pe_config = os.path.join(workdir, "process-exporter.yml")
@@ -464,59 +581,75 @@ def run(args) -> int:
 
         idlers = Idlers()
         stack.callback(idlers.stop)
-        if args.connections:
-            stack.callback(Connections(args.connections).stop)
-        before = count_processes()
-        idlers.resize(args.processes)
-        print(f"load: {args.processes} idle processes (host {before} -> {count_processes()}), "
-              f"{args.connections} loopback TCP connections ({count_established()} established sockets)")
-        print(f"scrapes: {args.warmup} warm-up + {args.scrapes} timed per exporter, taking turns one scrape at a "
-              f"time, a round at most every {args.interval:g} s; keep-alive, gzip, Prometheus' Accept header\n")
+        held: List[Connections] = []
 
-        results = side_by_side(args, exporters, workdir)
-        report["exporters"] = results
-        mw = results["minerwatch"]
-        m.update(processes=mw["processes"], established=mw["established"])
-        print(f"during the run: {mw['processes']} processes, {mw['established']} established TCP sockets\n")
-        print_table(results)
-        print()
-        print_ratios(results)
-        print("\nminerwatch per collector, median ms: "
-              + ", ".join(f"{n} {v:.2f}" for n, v in mw["collector_median_ms"].items()))
-        print(f"minerwatch VmRSS after scrape 100: {mw['rss_at_100_mib']:.1f} MiB, after scrape "
-              f"{mw['rss_scrapes']}: {mw['rss_at_end_mib']:.1f} MiB; CPU over {args.idle:g} s idle: "
-              f"{mw['idle_cpu_s']:.2f} s")
+        def hold(count: int) -> None:
+            if held and held[0].count == count:
+                return
+            while held:
+                held.pop().stop()
+            if count:
+                held.append(Connections(count))
+
+        stack.callback(lambda: hold(0))
+        sizes, memory = [], []
+        for size, connections in args.sizes:
+            hold(connections)
+            idlers.reach_total(size - len(exporters))  # the exporters are processes too
+            print(f"\n== {size} processes + {connections} connections (host {count_processes()} processes, "
+                  f"{count_established()} established sockets before the exporters start)")
+            results = one_size(args, exporters, workdir, size)
+            sizes.append(results)
+            print_table(results)
+            print()
+            print_ratios(results)
+            mw = results["minerwatch"]
+            print("minerwatch per collector, median ms: "
+                  + ", ".join(f"{n} {v:.2f}" for n, v in mw["collector_median_ms"].items()))
+            if args.table_memory:
+                mem = table_memory(mw_config)
+                memory.append(mem)
+                print(f"process table in-process (tracemalloc): {mem['held_bytes'] / 1024:.0f} KiB at "
+                      f"{mem['processes']} processes, {mem['held_bytes'] / mem['processes']:.0f} B/process with fixed costs")
+        report["sizes"] = sizes
+        m["load_during"] = load_average()
+
+        if memory:
+            report["table_memory"] = memory
+            if len(memory) > 1:
+                a, b = memory[0], memory[-1]
+                per = (b["held_bytes"] - a["held_bytes"]) / max(b["processes"] - a["processes"], 1)
+                print(f"\nprocess table, marginal bytes per process {a['processes']} -> {b['processes']}: {per:.0f}")
+            print(f"largest allocation sites at {memory[-1]['processes']} processes (bytes / objects per process):")
+            for site in memory[-1]["sites"]:
+                print(f"{site['bytes_per_process']:>8.0f}{site['objects_per_process']:>7.2f}  {site['site']}")
 
         if args.profile:
+            print(f"\nprofile at {count_processes()} processes ({args.profile_scrapes} in-process scrapes, every "
+                  f"collector in this thread; cProfile about doubles the times: read the proportions)")
             rows = profile_minerwatch(args, mw_config)
             report["profile"] = sorted(rows, key=lambda r: -r["own_ms"])[:40]
             for key, title in (("own_ms", "own time"), ("total_ms", "cumulative")):
-                print(f"\nprofile ({args.profile_scrapes} in-process scrapes, by {title}), per scrape:")
+                print(f"\nby {title}, per scrape:")
                 print(f"{'own ms':>8}{'cum ms':>8}{'calls':>8}  function")
                 for r in sorted(rows, key=lambda r: -r[key])[: args.profile_top]:
                     print(f"{r['own_ms']:>8.2f}{r['total_ms']:>8.2f}{r['calls']:>8.0f}  {r['function']}")
 
-        growth = []
-        print(f"\nminerwatch by processes on the host ({args.growth_scrapes} timed scrapes each, "
-              f"{args.connections} connections):")
-        print(f"{'processes':>10}{'median ms':>10}{'p90 ms':>9}{'CPU ms/scrape':>15}{'peak RSS MiB':>14}")
-        for total in args.growth:
-            idlers.reach_total(total - 1)  # the exporter is one more
-            exp = Exporter("minerwatch", exporters["minerwatch"], workdir)
-            try:
-                r = measure([exp], args.warmup, args.growth_scrapes, args.interval)["minerwatch"]
-            finally:
-                exp.stop()
-            r["target"] = total
-            growth.append(r)
-            print(f"{r['processes']:>10}{r['median_ms']:>10.2f}{r['p90_ms']:>9.2f}{r['cpu_ms']:>15.2f}"
-                  f"{r['peak_rss_mib']:>14.1f}")
-        report["growth"] = growth
+        steady: Dict[str, float] = {}
+        if args.rss_scrapes:
+            size, connections = args.sizes[0]
+            hold(connections)
+            idlers.reach_total(size - 1)
+            steady = steady_state(args, exporters["minerwatch"], workdir)
+            report["steady"] = steady
+            print(f"\nminerwatch alone at {steady['processes']} processes: VmRSS after scrape 100 "
+                  f"{steady['rss_at_100_mib']:.1f} MiB, after scrape {steady['rss_scrapes']} "
+                  f"{steady['rss_at_end_mib']:.1f} MiB; CPU over {args.idle:g} s idle: {steady['idle_cpu_s']:.2f} s")
 
         m["loadavg_end"] = load_average()
         print(f"\nload average at the end: {m['loadavg_end']:.2f}")
-        report["targets"] = targets(results, args)
-        print(f"\ntargets ({args.processes} extra processes + {args.connections} connections, same run):")
+        report["targets"] = targets(sizes, steady, args)
+        print("\ntargets (same run):")
         for t in report["targets"]:
             print(f"  {'PASS' if t['pass'] else 'FAIL'}  {t['target']}: {t['figures']}")
 
@@ -527,32 +660,55 @@ def run(args) -> int:
     return 0
 
 
+def parse_sizes(text: str) -> List[Tuple[int, int]]:
+    """`1000:1000,4000:2000` -> [(1000, 1000), (4000, 2000)]: processes on the host, connections."""
+    sizes = []
+    for item in text.split(","):
+        processes, _, connections = item.partition(":")
+        sizes.append((int(processes), int(connections or 0)))
+    if not sizes or any(p < 10 or c < 0 for p, c in sizes):
+        raise ValueError(text)
+    return sizes
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--scrapes", type=int, help="timed scrapes per exporter (default 100; --quick 20)")
-    p.add_argument("--warmup", type=int, help="scrapes before timing (default 10; --quick 3)")
+    p.add_argument("--sizes", metavar="P:C,...",
+                   help="processes on the host and loopback TCP connections, per size "
+                        "(default 1000:1000,4000:2000,10000:2000; --quick 300:200,1000:500)")
+    p.add_argument("--scrapes", type=int, help="timed scrapes per exporter and size (default 30; --quick 5)")
+    p.add_argument("--warmup", type=int, help="scrapes before timing (default 3; --quick 2)")
     p.add_argument("--interval", type=float,
                    help="seconds between the starts of timed scrapes, above minerwatch's 1 s caches "
                         "(default 1.05; --quick 0)")
-    p.add_argument("--processes", type=int, default=1000, help="extra idle processes (default 1000)")
-    p.add_argument("--connections", type=int, default=1000, help="loopback TCP connections (default 1000)")
-    p.add_argument("--quick", action="store_true", help="smaller numbers for a smoke run (about a minute)")
+    p.add_argument("--rss-scrapes", type=int,
+                   help="minerwatch alone at the first size: VmRSS after scrape 100 and this one "
+                        "(default 1000; --quick 200; 0 skips it and the idle check)")
+    p.add_argument("--no-table-memory", dest="table_memory", action="store_false",
+                   help="skip the in-process tracemalloc of the process table at each size")
+    p.add_argument("--quick", action="store_true", help="smaller numbers for a smoke run (about two minutes)")
     p.add_argument("--json", metavar="FILE", help="write the figures to FILE")
-    p.add_argument("--profile", action="store_true", help="also cProfile minerwatch's scrape path in-process")
+    p.add_argument("--profile", action="store_true",
+                   help="also cProfile minerwatch's scrape path in-process, at the last size")
     p.add_argument("--hold-connections", type=int, help=argparse.SUPPRESS)  # the connection helper
     args = p.parse_args(argv)
     quick = args.quick
-    defaults = {"scrapes": 20 if quick else 100, "warmup": 3 if quick else 10, "interval": 0.0 if quick else 1.05}
+    defaults = {"scrapes": 5 if quick else 30, "warmup": 2 if quick else 3, "interval": 0.0 if quick else 1.05,
+                "rss_scrapes": 200 if quick else 1000,
+                "sizes": "300:200,1000:500" if quick else "1000:1000,4000:2000,10000:2000"}
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    args.rss_scrapes = max(200 if quick else 1000, 101)
+    try:
+        args.sizes = parse_sizes(args.sizes)
+    except ValueError:
+        p.error(f"--sizes: {args.sizes!r} is not PROCESSES:CONNECTIONS,... with at least 10 processes each")
+    if args.rss_scrapes:
+        args.rss_scrapes = max(args.rss_scrapes, 101)
     args.idle = 3.0 if quick else 10.0
-    args.growth = [100, 1000] if quick else [100, 1000, 3000]
-    args.growth_scrapes = 10 if quick else 30
-    args.profile_scrapes = 10 if quick else 20
+    args.profile_scrapes = 5 if quick else 10
     args.profile_top = 15
-    if args.scrapes < 1 or args.warmup < 0 or args.interval < 0 or args.processes < 0 or args.connections < 0:
+    if args.scrapes < 1 or args.warmup < 0 or args.interval < 0 or args.rss_scrapes < 0:
         p.error("counts and the interval must not be negative, and --scrapes at least 1")
     return args
 

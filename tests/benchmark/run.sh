@@ -1,7 +1,7 @@
 #!/bin/sh
 # The performance benchmark in one command (see README.md): installs Debian's node_exporter and
 # process-exporter and the virtualenv when missing, then runs bench.py with the virtualenv's
-# Python. Extra arguments go to bench.py (--quick, --scrapes N, --json FILE, --profile, ...).
+# Python. Extra arguments go to bench.py (--quick, --sizes P:C,..., --scrapes N, --json FILE, --profile, ...).
 # Debian's postinst may start its own node_exporter service on :9100; the benchmark neither uses
 # nor touches it: it starts its own instances on free 127.0.0.1 ports.
 set -eu

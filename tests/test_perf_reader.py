@@ -1,0 +1,121 @@
+"""Performance at scale (issue 17), the /proc reader's part: an unchanged process costs one read
+and nothing more, per-process objects are small, and the reader forgets ended processes.
+
+The figures themselves (time, CPU, RSS at 1,000 to 10,000 processes) are in
+tests/benchmark/run.sh, not here: these tests check the mechanisms, not the speed.
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from minerwatch.proc_reader import ProcfsReader
+from support.procfs import TICKS, FakeProcess, build, stat_line
+from support.processes import stop_pid
+
+
+def _rewrite_stat(proc_root, process):
+    (proc_root / str(process.pid) / "stat").write_text(stat_line(process))
+
+
+def test_an_unchanged_stat_line_gives_back_the_same_object(tmp_path):
+    idle = FakeProcess(42, "sleep", ["sleep", "3600"], utime=3)
+    proc = build(tmp_path, [idle])
+    reader = ProcfsReader(str(proc))
+    first = reader.stat(42)
+    assert reader.stat(42) is first  # same line: the caller can skip everything with `is`
+
+    _rewrite_stat(proc, FakeProcess(**{**idle.__dict__, "utime": 3 + TICKS}))
+    moved = reader.stat(42)
+    assert moved is not first and moved.cpu_seconds == pytest.approx(first.cpu_seconds + 1.0)
+    assert moved.start_time is first.start_time  # one float per process life, not one per change
+
+    # The pid reused by another process (another start time): a new object, never the old one.
+    _rewrite_stat(proc, FakeProcess(**{**idle.__dict__, "comm": "other", "start_ticks": 500}))
+    reused = reader.stat(42)
+    assert reused is not moved and reused.comm == "other" and reused.start_time != moved.start_time
+
+
+@pytest.fixture
+def idle_and_busy():
+    idle = subprocess.Popen(["sleep", "60"])
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    time.sleep(0.3)
+    yield idle.pid, busy.pid
+    stop_pid(idle)
+    stop_pid(busy)
+
+
+def test_live_idle_process_reads_as_unchanged_and_a_busy_one_does_not(idle_and_busy):
+    idle, busy = idle_and_busy
+    reader = ProcfsReader()
+    before = {pid: reader.stat(pid) for pid in (idle, busy)}
+    time.sleep(0.2)  # 20 clock ticks: the busy one's CPU time moves
+    assert reader.stat(idle) is before[idle]
+    after = reader.stat(busy)
+    assert after is not before[busy] and after.cpu_seconds > before[busy].cpu_seconds
+
+
+def test_the_reader_forgets_an_ended_process_and_closes_its_descriptor():
+    child = subprocess.Popen(["sleep", "60"])
+    reader = ProcfsReader()
+    try:
+        reader.pids()
+        fds_before = len(os.listdir("/proc/self/fd"))
+        reader.stat(child.pid)
+        assert child.pid in reader._last and child.pid in reader._fds
+        assert len(os.listdir("/proc/self/fd")) == fds_before + 1  # one kept descriptor
+    finally:
+        stop_pid(child)
+    assert child.pid not in reader.pids()
+    assert child.pid not in reader._last and child.pid not in reader._fds
+    assert len(os.listdir("/proc/self/fd")) == fds_before
+
+
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="dataclass slots came with Python 3.10")
+def test_objects_kept_per_process_have_no_dict(tmp_path):
+    """A dict per object costs about 100 bytes per process and object; slots do not."""
+    proc = build(tmp_path, [FakeProcess(7, "bash", ["-bash"], exe="/usr/bin/bash")])
+    reader = ProcfsReader(str(proc))
+    stat = reader.stat(7)
+    facts = reader.facts(stat)
+    assert not hasattr(stat, "__dict__") and not hasattr(facts, "__dict__")
+    facts.cmdline, facts.exe_sha256 = "-bash", ""  # still filled in later, once per process life
+
+
+def test_strings_processes_share_are_kept_once(tmp_path):
+    """1,000 copies of one program hold one copy of its name, executable, directory and arguments."""
+    same = dict(comm="sleep", argv=["/usr/bin/sleep", "3600"], exe="/usr/bin/sleep", cwd="/home/alice")
+    proc = build(tmp_path, [FakeProcess(101, **same), FakeProcess(102, **same)])
+    reader = ProcfsReader(str(proc))
+    a, b = (reader.facts(reader.stat(pid)) for pid in (101, 102))
+    assert a.comm is b.comm and a.exe is b.exe and a.cwd is b.cwd
+    assert all(x is y for x, y in zip(a.argv, b.argv))
+    assert a.argv == b.argv == ["/usr/bin/sleep", "3600"]
+
+
+def test_a_dropped_reader_closes_its_descriptors():
+    """A reload builds a new reader: the old one's descriptors (one per process) must not leak,
+    or a few reloads on a busy host exhaust the descriptor limit and the exporter goes blind."""
+    import gc
+
+    children = [subprocess.Popen(["sleep", "60"]) for _ in range(3)]
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        reader = ProcfsReader()
+        for child in children:
+            reader.stat(child.pid)
+        assert len(os.listdir("/proc/self/fd")) == before + 3
+        reader.close()
+        assert len(os.listdir("/proc/self/fd")) == before
+        for child in children:
+            reader.stat(child.pid)  # still works, keeping descriptors again
+        del reader
+        gc.collect()
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        for child in children:
+            stop_pid(child)
