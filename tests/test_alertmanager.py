@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import wait_for
-from servers import Alertmanager, WebhookSink
 from support.alertmanager_config import webhook_config
+from support.processes import wait_for
+from support.servers import Alertmanager, WebhookSink
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"

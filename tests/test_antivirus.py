@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from conftest import check_metrics, stop_pid, wait_for
-from fakewinreg import REG_SZ, FakeRegistry
+from support.fakes.winreg import REG_SZ, FakeRegistry
+from support.processes import stop_pid, wait_for
+from support.promtool import check_metrics
 from minerwatch import config as config_module
 from minerwatch.antivirus import describe_exclusions
 from minerwatch.antivirus.clamav import parse_clamd

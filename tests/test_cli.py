@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from minerwatch import __version__
-from conftest import offline
-from procfs_fixture import FakeProcess, build
+from support.procfs import FakeProcess, build
+from support.repo import offline
 from test_process_table import MINER, COMPILER, IDLE
 
 

@@ -86,7 +86,7 @@ import os
 import subprocess
 import sys
 
-from conftest import offline
+from support.repo import offline
 
 LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{b}: &{b} [{', '.join(['*' + a] * 10)}]\n" for a, b in zip("abcdefgh", "bcdefghi")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import wait_for
+from support.processes import wait_for
 from minerwatch.network.sniffer import open_packet_socket
 from support import netns
 from support.dnsserver import DnsServer

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import yaml
 
-from conftest import MONERO_WALLET, stop_pid, wait_for
-from exporter_process import Exporter
-from servers import Alertmanager, Prometheus, WebhookSink, binary
 from support.alertmanager_config import webhook_config
+from support.exporter import Exporter
+from support.processes import stop_pid, wait_for
+from support.servers import Alertmanager, Prometheus, WebhookSink, binary
+from support.wallets import MONERO_WALLET
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from conftest import check_metrics, wait_for
-from fakenvml import FakeGpu
+from support.fakes.nvml import FakeGpu
+from support.processes import wait_for
+from support.promtool import check_metrics
 from minerwatch import rapl
 from minerwatch.app import Options, build_context
 from minerwatch.collectors.energy import DEFAULT_CPU_WATTS_PER_CORE, EnergyCollector
@@ -20,7 +21,7 @@ from minerwatch.collectors.host import busy_seconds, read_cpu
 from minerwatch.config import ConfigError
 from minerwatch.config import load as load_config
 from minerwatch.proc_reader import ProcfsReader, user_name
-from procfs_fixture import TICKS, FakeProcess, build, stat_line
+from support.procfs import TICKS, FakeProcess, build, stat_line
 from test_gpu import make as make_gpu
 
 RANGE_UJ = 262_143_328_850  # the common max_energy_range_uj

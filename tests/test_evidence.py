@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MONERO_WALLET, ROOT, wait_for
+from support.processes import wait_for
+from support.repo import ROOT
+from support.wallets import MONERO_WALLET
 
 SECRET = "s3cret-pool-pass"
 ENV_SECRET = "env-value-never-copied"

@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import free_port, offline, stop_pid, wait_for
-from servers import Prometheus
+from support.processes import free_port, stop_pid, wait_for
+from support.repo import offline
+from support.servers import Prometheus
 from test_e2e_alerting import generate_rules
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,8 +14,9 @@ import pynvml
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from conftest import check_metrics, wait_for
-from fakenvml import GIB, FakeGpu, FakeNvml
+from support.fakes.nvml import GIB, FakeGpu, FakeNvml
+from support.processes import wait_for
+from support.promtool import check_metrics
 from minerwatch import config as config_module
 from minerwatch.collectors.gpu import GpuCollector
 from minerwatch.config import Config, ConfigError

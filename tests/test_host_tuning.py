@@ -4,7 +4,7 @@ import os
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from conftest import check_metrics
+from support.promtool import check_metrics
 from minerwatch.collectors.host import HostCollector, parse_proc_stat, read_psutil
 from minerwatch.collectors.tuning import TuningCollector
 from minerwatch.config import Config

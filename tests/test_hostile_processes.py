@@ -15,8 +15,10 @@ import tempfile
 
 import pytest
 
-from conftest import check_metrics, offline, stop_pid, wait_for
-from exporter_process import Exporter, find
+from support.exporter import Exporter, find
+from support.processes import stop_pid, wait_for
+from support.promtool import check_metrics
+from support.repo import offline
 
 SLEEP = shutil.which("sleep")
 # A forged `scan` row and terminal escapes (clear screen, red) inside the command line.

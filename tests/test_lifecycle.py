@@ -18,8 +18,9 @@ import urllib.request
 import bcrypt
 import pytest
 
-from conftest import OFFLINE_CONFIG, ROOT, free_port, stop_pid, wait_for
-from procfs_fixture import FakeProcess, build
+from support.processes import free_port, stop_pid, wait_for
+from support.procfs import FakeProcess, build
+from support.repo import OFFLINE_CONFIG, ROOT
 
 # `minerwatch serve` with one more collector, "slow", that takes SLOW_SECONDS and then waits
 # while the file SLOW_GATE exists: a real collector that is slow or hangs on demand.

@@ -24,7 +24,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import MONERO_WALLET, check_metrics, stop_pid, wait_for
+from support.processes import stop_pid, wait_for
+from support.promtool import check_metrics
+from support.wallets import MONERO_WALLET
 from minerwatch.app import Options, build_context
 from minerwatch.collectors.network import NetworkCollector
 from minerwatch.config import ConfigError

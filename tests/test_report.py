@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import MONERO_WALLET, ROOT, free_port, stop_pid, wait_for
+from support.processes import free_port, stop_pid, wait_for
+from support.repo import ROOT
+from support.wallets import MONERO_WALLET
 
 INSTANCE = "pc-0417:9789"
 STEP = 60

@@ -9,8 +9,10 @@ import time
 
 import pytest
 
-from conftest import MONERO_WALLET, check_metrics, stop_pid, wait_for
-from exporter_process import Exporter, find
+from support.exporter import Exporter, find
+from support.processes import stop_pid, wait_for
+from support.promtool import check_metrics
+from support.wallets import MONERO_WALLET
 
 
 @pytest.fixture
@@ -40,7 +42,9 @@ def test_finds_miner_renamed_busy_and_ignores_benign(spawn, pool, exporter, tmp_
 
         def renamed_in_top():  # on a loaded machine a busy process may need a few scrapes
             scraped = exp.scrape()
-            return scraped if find(scraped, "minerwatch_process_cpu_seconds_total", pid=renamed.pid) else None
+            per_pid = find(scraped, "minerwatch_process_cpu_seconds_total", pid=renamed.pid)  # if suspect
+            group = [s for s in find(scraped, "minerwatch_process_top_processes", name="dbus-daemon-x") if s[1] >= 1]
+            return scraped if per_pid or group else None
 
         samples = wait_for(renamed_in_top, timeout=20, interval=1.1, what="the renamed busy process in the top-K")
         text = exp.text()
@@ -62,11 +66,15 @@ def test_finds_miner_renamed_busy_and_ignores_benign(spawn, pool, exporter, tmp_
         assert find(samples, "minerwatch_process_signal", pid=miner.pid, signal=signal)
     assert find(samples, "minerwatch_process_cpu_seconds_total", pid=miner.pid)[0][1] > 0
 
-    # The renamed busy process is visible to the rules through the top-K, whatever its name.
-    assert find(samples, "minerwatch_process_cpu_seconds_total", pid=renamed.pid, name="dbus-daemon-x")
+    # The renamed busy process is visible to the rules through the top-K, whatever its name: per
+    # pid if suspect, else by name and user with no pid label.
+    assert (find(samples, "minerwatch_process_cpu_seconds_total", pid=renamed.pid, name="dbus-daemon-x")
+            or find(samples, "minerwatch_process_top_cpu_seconds_total", name="dbus-daemon-x", allowlisted="false"))
     # The benign busy process may be in the top-K, but it is not suspect.
     assert not find(samples, "minerwatch_process_suspect_info", pid=benign.pid)
     assert not find(samples, "minerwatch_process_signal", pid=benign.pid)
+    # ... and no per-pid series at all: its CPU is counted in its name's group
+    assert not find(samples, "minerwatch_process_cpu_seconds_total", pid=benign.pid)
 
     assert find(samples, "minerwatch_process_suspects")[0][1] >= 1
     for collector in ("process", "host", "tuning"):

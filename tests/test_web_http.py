@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
-from conftest import wait_for
+from support.processes import wait_for
 from minerwatch import web
 
 

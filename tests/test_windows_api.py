@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fakewin32 import FakeService, FakeWindows, event_xml, modules
+from support.fakes.win32 import FakeService, FakeWindows, event_xml, modules
 from minerwatch.windows.defender_events import CHANNEL, ExclusionEventReader
 from minerwatch.windows.drivers import MsrDriverReader
 from minerwatch.windows.eventlog import EventLogHandler

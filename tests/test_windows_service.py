@@ -11,8 +11,9 @@ import urllib.request
 
 import pytest
 
-from conftest import OFFLINE_CONFIG, free_port, wait_for
-from fakewin32 import WIN32SERVICE as S, FakeWindows, host_service, install, modules
+from support.fakes.win32 import WIN32SERVICE as S, FakeWindows, host_service, install, modules
+from support.processes import free_port, wait_for
+from support.repo import OFFLINE_CONFIG
 from minerwatch.windows.eventlog import MAX_STRING, EventLogHandler
 
 

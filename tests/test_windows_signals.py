@@ -8,9 +8,9 @@ import types
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from conftest import check_metrics
-from fakewin32 import FakeService, FakeWindows, event_xml, modules
-from fakewinreg import FakeRegistry
+from support.fakes.win32 import FakeService, FakeWindows, event_xml, modules
+from support.fakes.winreg import FakeRegistry
+from support.promtool import check_metrics
 from minerwatch.collectors.tuning import TuningCollector
 from minerwatch.collectors.windows import WindowsCollector
 from minerwatch.config import Config

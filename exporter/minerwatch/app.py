@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import platform
+import time
 from dataclasses import dataclass, field, replace
-from typing import Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 from prometheus_client import PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -21,6 +22,16 @@ from minerwatch.signatures import Signatures
 log = logging.getLogger("minerwatch")
 
 
+@dataclass(frozen=True)
+class Clocks:
+    """The clocks the process table measures recent CPU use with. A caller of the CLI may pass
+    fixed ones as click's context object (`cli.main(argv, obj=Clocks(...))`): the golden
+    end-to-end test does, so that the exporter's output on a fixture tree is reproducible."""
+
+    monotonic: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+
+
 @dataclass
 class Options:
     """Everything the command line decides; None means 'use the config file or the default'."""
@@ -28,11 +39,13 @@ class Options:
     config_file: Optional[str] = None
     procfs: str = "/proc"
     sysfs: str = "/sys"
+    rootfs: str = "/"
     collectors: Dict[str, bool] = field(default_factory=dict)  # name -> explicitly on/off
     disable_defaults: bool = False
     top_k: Optional[int] = None
     max_suspects: Optional[int] = None
     reader: str = "auto"  # auto | procfs | psutil
+    clocks: Clocks = field(default_factory=Clocks)
 
 
 def enabled_collectors(options: Options) -> List[str]:
@@ -59,8 +72,9 @@ def build_context(options: Options) -> Context:
     else:
         reader = default_reader(options.procfs)
     table = ProcessTable(reader, Signatures.from_settings(config.signatures), Allowlist(config.allowlist),
-                         config.process)
-    return Context(config=config, procfs=options.procfs, sysfs=options.sysfs, processes=table)
+                         config.process, clock=options.clocks.monotonic, wall_clock=options.clocks.wall)
+    return Context(config=config, procfs=options.procfs, sysfs=options.sysfs, rootfs=options.rootfs,
+                   processes=table)
 
 
 def build_collectors(context: Context, names: Iterable[str]) -> List[Collector]:

@@ -9,7 +9,7 @@ import sys
 import click
 
 from minerwatch import __version__, logs
-from minerwatch.app import Options, build_collectors, build_context, build_registry, enabled_collectors
+from minerwatch.app import Clocks, Options, build_collectors, build_context, build_registry, enabled_collectors
 from minerwatch.config import ConfigError
 from minerwatch.collectors import available
 from minerwatch.collectors.base import DEFAULT_TIMEOUT, CollectorRunner
@@ -50,6 +50,8 @@ def common_options(func):
                      help="Cap on suspect processes exported one by one (default 20)."),
         click.option("--path.procfs", "procfs", default="/proc", show_default=True, help="procfs mountpoint."),
         click.option("--path.sysfs", "sysfs", default="/sys", show_default=True, help="sysfs mountpoint."),
+        click.option("--path.rootfs", "rootfs", default="/", show_default=True,
+                     help="rootfs mountpoint: where the host's configuration files are (antivirus exclusions)."),
         click.option("--process.reader", "reader", type=click.Choice(["auto", "procfs", "psutil"]),
                      default="auto", show_default=True,
                      help="How processes are read: /proc directly (Linux) or psutil (any OS)."),
@@ -74,11 +76,13 @@ def make_options(ctx: click.Context, params: dict) -> Options:
         config_file=params["config_file"],
         procfs=params["procfs"],
         sysfs=params["sysfs"],
+        rootfs=params["rootfs"],
         collectors=collectors,
         disable_defaults=params["disable_defaults"],
         top_k=params["top_k"],
         max_suspects=params["max_suspects"],
         reader=params["reader"],
+        clocks=ctx.find_object(Clocks) or Clocks(),
     )
 
 
@@ -178,10 +182,11 @@ cli.add_command(report)
 cli.add_command(resolve_pools, "resolve-pools")
 
 
-def main(argv=None) -> None:
-    """Entry point: every error in flags or config is one line on stderr and exit status 2."""
+def main(argv=None, obj=None) -> None:
+    """Entry point: every error in flags or config is one line on stderr and exit status 2.
+    `obj` becomes click's context object (`Clocks` to fix the clocks, for the golden test)."""
     try:
-        code = cli.main(args=argv, prog_name="minerwatch", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="minerwatch", standalone_mode=False, obj=obj)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.exceptions.UsageError as exc:

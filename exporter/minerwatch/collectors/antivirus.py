@@ -38,7 +38,7 @@ class AntivirusCollector(Collector):
     def __init__(
         self,
         context: Context,
-        root: str = "/",
+        root: Optional[str] = None,
         winreg=_AUTO,
         environ: Optional[Mapping[str, str]] = None,
         clock: Callable[[], float] = time.monotonic,
@@ -48,7 +48,8 @@ class AntivirusCollector(Collector):
         settings = context.config.antivirus
         if winreg is _AUTO:
             winreg = registry_module()
-        sources = build_sources(settings, root=root, winreg=winreg)
+        # The well-known files are read under --path.rootfs; paths the config names, as written.
+        sources = build_sources(settings, root=context.rootfs if root is None else root, winreg=winreg)
         self.watcher = ExclusionWatcher(sources, settings.interval, environ, clock, wall_clock)
         if context.processes is not None:  # one classification: the process table asks the watcher
             context.processes.add_signal_source(self.watcher)

@@ -59,6 +59,7 @@ class Context:
     config: "Config"
     procfs: str = "/proc"
     sysfs: str = "/sys"
+    rootfs: str = "/"  # the host's root, where its configuration files are (/host in a container)
     processes: Optional["ProcessTable"] = None
 
 
