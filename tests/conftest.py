@@ -12,13 +12,6 @@ from support.processes import PoolHandle, Spawner, stop_pid, wait_for
 from support.promtool import promtool_path
 from support.repo import ROOT
 
-# Names some test modules still import from here (pytest advises against importing conftest);
-# kept until tests/test_dashboards.py and tests/test_global_view*.py import from `support`.
-from support.processes import SUPPORT, free_port  # noqa: F401,E402
-from support.promtool import check_metrics  # noqa: F401,E402
-from support.repo import OFFLINE_CONFIG, offline  # noqa: F401,E402
-from support.wallets import MONERO_WALLET  # noqa: F401,E402
-
 # The fixture hosts' /proc trees hold symlinks (exe, cwd, fd) to paths of the host they describe:
 # pytest must not follow them looking for tests.
 collect_ignore = ["fixtures"]

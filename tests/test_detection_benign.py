@@ -15,7 +15,7 @@ import time
 import psutil
 import pytest
 
-from conftest import stop_pid
+from support.processes import stop_pid
 from minerwatch.proc_reader import ProcfsReader
 from minerwatch.process_table import ProcessSettings, ProcessTable
 from minerwatch.signatures import Signatures

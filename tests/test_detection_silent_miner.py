@@ -18,7 +18,9 @@ import time
 
 import pytest
 
-from conftest import MONERO_WALLET, ROOT, stop_pid, wait_for
+from support.processes import stop_pid, wait_for
+from support.repo import ROOT
+from support.wallets import MONERO_WALLET
 from minerwatch.proc_reader import ProcfsReader
 from minerwatch.process_table import ProcessSettings, ProcessTable
 from minerwatch.signatures import Signatures

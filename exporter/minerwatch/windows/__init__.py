@@ -1,7 +1,7 @@
 """Windows: the service, the Event Log writer and the readers of Windows-only signals.
 
 Every reader takes the pywin32 modules it calls as arguments, so the tests drive it on Linux with
-fakes shaped like pywin32 (tests/fakewin32.py); `load()` gives the real ones on Windows.
+fakes shaped like pywin32 (tests/support/fakes/win32.py); `load()` gives the real ones on Windows.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
     HKLM\\SOFTWARE\\Policies\\Microsoft\\Windows Defender\\Real-Time Protection  DisableRealtimeMonitoring
         1 turns real-time scanning off; the policy key wins over the local one.
 
-Read through a `winreg`-like module (tests/fakewinreg.py on Linux). A value that is absent says
+Read through a `winreg`-like module (tests/support/fakes/winreg.py on Linux). A value that is absent says
 nothing: the metric is left out rather than guessed.
 """
 
