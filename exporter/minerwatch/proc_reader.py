@@ -17,6 +17,8 @@ interned, so 1,000 `sleep 3600` hold one copy of each.
 from __future__ import annotations
 
 import errno
+import math
+import ntpath
 import os
 import sys
 import weakref
@@ -287,61 +289,160 @@ def _parse_environ(raw: bytes) -> Dict[str, str]:
     return env
 
 
+class _Life:
+    """What the psutil reader remembers of one process life (keyed by pid)."""
+
+    __slots__ = ("create_time", "comm", "start_time", "last", "denied")
+
+    def __init__(self, create_time: float, comm: str, start_time: float):
+        self.create_time = create_time  # as psutil answered it
+        self.comm = comm
+        self.start_time = start_time  # what ProcStat carries: unique per life, see _life()
+        self.last: Optional[ProcStat] = None
+        self.denied = False  # a stat read was refused: counted once, in facts()
+
+
 class PsutilReader:
-    """Portable path (Windows, macOS, BSD) through psutil; also runs on Linux so it is tested there."""
+    """Portable path (Windows, macOS, BSD) through psutil; also runs on Linux so it is tested there.
+
+    `psutil_module` and `platform` default to the real ones; tests pass a fake of psutil's
+    Windows backend and "win32" (tests/support/fakes/psutil_windows.py). `file_stat` is the
+    exporter's own view of the disk, for the deleted-executable check.
+
+    Windows specifics (docs/windows.md, "Processes on Windows"):
+    - pid 0, System Idle Process, is not listed: its CPU times are every CPU's idle time.
+    - kernel processes, pid 4 System and the minimal processes psutil names by a bare image name
+      (Registry, MemCompression, Secure System, vmmem), have no user-mode memory: nothing more is
+      read, nothing counts as an error, and `exe` is "" as for a Linux kernel thread.
+    - an executable counts as deleted only when its path is on a drive this account sees and
+      the file is not found there; a path psutil could not map to a drive letter (a drive mapped
+      in the user's session, a network share) or a file this account may not see says nothing.
+    - a read of CPU, threads or memory that is refused (psutil falls back to an unprivileged
+      system call on Windows; macOS refuses other users' processes) degrades the stat to the last
+      values read, counted once per process life as `permission`, instead of failing every scan.
+    - two lives of one pid with the same create time (Windows reuses pids at once and stamps
+      create times with the system clock) are told apart by name: see `_life`.
+    """
 
     name = "psutil"
 
-    def pids(self) -> List[int]:
-        return psutil.pids()
+    def __init__(self, psutil_module=None, platform: str = sys.platform, file_stat=os.stat):
+        self._ps = psutil if psutil_module is None else psutil_module
+        self.windows = platform.startswith("win")
+        self._file_stat = file_stat
+        self._lives: Dict[int, _Life] = {}
 
-    def _process(self, pid: int) -> psutil.Process:
+    def pids(self) -> List[int]:
+        pids = self._ps.pids()
+        if self.windows:
+            pids = [pid for pid in pids if pid != 0]  # System Idle Process: idle time, not work
+        if self._lives:
+            for pid in self._lives.keys() - set(pids):
+                del self._lives[pid]
+        return pids
+
+    def _process(self, pid: int):
         try:
-            return psutil.Process(pid)
-        except psutil.NoSuchProcess:
+            return self._ps.Process(pid)
+        except self._ps.NoSuchProcess:
             raise ReadError("vanished") from None
 
     def stat(self, pid: int) -> ProcStat:
+        ps = self._ps
         proc = self._process(pid)
+        denied = False
         try:
             with proc.oneshot():
-                times = proc.cpu_times()
-                return ProcStat(
-                    pid=pid,
-                    start_time=proc.create_time(),
-                    comm=host_text(proc.name()),
-                    cpu_seconds=times.user + times.system,
-                    threads=proc.num_threads(),
-                    rss_bytes=proc.memory_info().rss,
-                )
-        except psutil.NoSuchProcess:
+                create_time = proc.create_time()
+                comm = host_text(proc.name())
+                try:
+                    times = proc.cpu_times()
+                    cpu, threads, rss = times.user + times.system, proc.num_threads(), proc.memory_info().rss
+                except ps.AccessDenied:
+                    denied = True
+        except ps.NoSuchProcess:  # ZombieProcess too (a subclass): a zombie runs nothing
             raise ReadError("vanished") from None
-        except psutil.AccessDenied:
+        except ps.AccessDenied:
             raise ReadError("permission") from None
+        life = self._life(pid, create_time, comm)
+        if denied:
+            life.denied = True
+            last = life.last
+            cpu, threads, rss = (last.cpu_seconds, last.threads, last.rss_bytes) if last else (0.0, 0, 0)
+        life.last = ProcStat(pid=pid, start_time=life.start_time, comm=comm, cpu_seconds=cpu,
+                             threads=threads, rss_bytes=rss)
+        return life.last
+
+    def _life(self, pid: int, create_time: float, comm: str) -> _Life:
+        """The process life this read belongs to.
+
+        The table keys processes by (pid, start time). Windows hands a freed pid to the next
+        process at once, and psutil's create time is a double (steps of 2**-22 s, 238 ns, at
+        today's Unix times) stamped from the system clock: two lives of one pid can share it.
+        There a process's name is its image's file name, fixed for its life, so a different name
+        means a different life, whose start time moves one float step later so the table reads
+        its facts afresh. Same pid, create time and name stays one life: nothing psutil gives
+        cheaply tells those apart. (Elsewhere a process may rename itself at will: the name is
+        not asked, as the /proc reader does not ask it.)
+        """
+        life = self._lives.get(pid)
+        if life is not None and life.create_time == create_time:
+            if life.comm == comm or not self.windows:
+                life.comm = comm
+                return life
+            start_time = math.nextafter(life.start_time, math.inf)
+        else:
+            start_time = create_time
+        life = self._lives[pid] = _Life(create_time, comm, start_time)
+        return life
+
+    def _is_kernel(self, pid: int, exe: str) -> bool:
+        """pid 4, or a minimal process: psutil gives a bare name where others have a path."""
+        return pid == 4 or (exe != "" and not any(c in exe for c in "\\/:"))
+
+    def _exe_missing(self, exe: str) -> bool:
+        if self.windows and len(ntpath.splitdrive(exe)[0]) != 2:
+            return False  # an NT path (\Device\...) or a share: not a drive this account sees
+        try:
+            self._file_stat(exe)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False  # there, but not for this account (or not a file we can judge)
+        return False
 
     def facts(self, stat: ProcStat) -> ProcFacts:
+        ps = self._ps
         proc = self._process(stat.pid)
         facts = ProcFacts(pid=stat.pid, start_time=stat.start_time, comm=stat.comm, errors=[])
 
-        def read(getter, default):
+        def read(getter, default, count=True):
             try:
                 return getter()
-            except psutil.NoSuchProcess:
+            except ps.ZombieProcess:
+                return default  # nothing left to read; not a failure
+            except ps.NoSuchProcess:
                 raise ReadError("vanished") from None
-            except (psutil.AccessDenied, psutil.ZombieProcess):
-                facts.errors.append("permission")
+            except ps.AccessDenied:
+                if count:
+                    facts.errors.append("permission")
             except OSError as exc:
-                facts.errors.append(_reason(exc))
+                if count:
+                    facts.errors.append(_reason(exc))
             return default
 
+        exe = read(proc.exe, "", count=not (self.windows and stat.pid == 4))
+        if self.windows and self._is_kernel(stat.pid, exe):
+            facts.user = host_text(read(proc.username, "", count=False))
+            facts.errors = ()
+            return facts
         # psutil decodes with the file-system encoding (surrogateescape on POSIX): the raw path
         # is kept for the existence check, the rest of the code sees only host_text.
         facts.argv = [host_text(a) for a in read(proc.cmdline, [])]
-        exe = read(proc.exe, "")
         if exe.endswith(" (deleted)"):
             exe, facts.exe_deleted = exe[: -len(" (deleted)")], True
-        elif exe and not os.path.exists(exe):
-            facts.exe_deleted = True
+        elif exe:
+            facts.exe_deleted = self._exe_missing(exe)
         facts.exe = host_text(exe)
         facts.cwd = host_text(read(proc.cwd, ""))
         uids = read(proc.uids, None) if hasattr(proc, "uids") else None
@@ -349,14 +450,21 @@ class PsutilReader:
         facts.user = host_text(read(proc.username, "")) or user_name(facts.uid)
         environ = read(proc.environ, None)
         facts.environ = None if environ is None else {host_text(k): host_text(v) for k, v in environ.items()}
+        life = self._lives.get(stat.pid)
+        if life is not None and life.denied and life.start_time == stat.start_time:
+            facts.errors.append("permission")  # the stat reads refused: once per life
         facts.errors = facts.errors or ()
         return facts
 
     def exe_path(self, pid: int) -> str:
+        """The executable's path to hash or copy; "" for kernel processes (no file)."""
         try:
-            return psutil.Process(pid).exe()
-        except (psutil.Error, OSError):
+            exe = self._ps.Process(pid).exe()
+        except (self._ps.Error, OSError):
             return ""
+        if self.windows and (self._is_kernel(pid, exe) or len(ntpath.splitdrive(exe)[0]) == 0):
+            return ""
+        return exe
 
     def close(self) -> None:
         """Nothing kept open (the same call as the /proc reader's)."""
