@@ -21,7 +21,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
-from minerwatch.behaviour import BehaviourCheck, BehaviourLimits, Track
+from minerwatch import tcp_flows
+from minerwatch.behaviour import BehaviourCheck, BehaviourLimits, Track, socket_inodes
 from minerwatch.exe_content import ExePatterns, ExeScanner, shipped_patterns
 from minerwatch.miner_config import find as find_miner_config
 from minerwatch.signatures import Signatures, script_of
@@ -51,7 +52,11 @@ class BusyProbe:
         self.interval = interval
         self.procfs = procfs
         self.scanner = ExeScanner(ExePatterns(shipped_patterns() + list(signatures.extra_exe_patterns)))
-        self.behaviour = BehaviourCheck(procfs, limits, tcp_dump) if procfs else None
+        # Without a dump given, each probe dumps tcp_info for the probed process's own sockets
+        # only, and a process without sockets costs no dump at all (tcp_flows.py).
+        self._own_dump = tcp_dump is None
+        self._wanted: Optional[set] = None
+        self.behaviour = BehaviourCheck(procfs, limits, tcp_dump or self._dump_wanted) if procfs else None
         self._states: Dict[Tuple[int, float], ProbeState] = {}
         self.probes_total = 0
         self.failures_total = 0
@@ -74,6 +79,10 @@ class BusyProbe:
                 state.static = self._static(facts)
             signals = dict(state.static)
             if self.behaviour is not None:
+                if self._own_dump:  # a dump of this process's sockets: one per probe, not per round
+                    inodes = socket_inodes(f"{self.procfs}/{stat.pid}")
+                    self._wanted = None if inodes is None else set(inodes)
+                    round_id = (round_id, stat.pid)
                 track = state.track
                 track.samples.append(self.behaviour.sample(stat.pid, stat.cpu_seconds, stat.rss_bytes, now, round_id))
                 signals.update(self.behaviour.judge(track))
@@ -112,6 +121,9 @@ class BusyProbe:
             if found is not None:
                 out[found.signal] = found.reason
         return out
+
+    def _dump_wanted(self):
+        return tcp_flows.dump(self._wanted)
 
     def forget(self, alive) -> None:
         """Drop the state of processes that ended (`alive`: the keys seen in the last scan)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import sys
@@ -86,7 +87,30 @@ def make_options(ctx: click.Context, params: dict) -> Options:
     )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A group whose commands in modules of their own are imported only when invoked (or listed
+    by --help): `serve` then never loads them, which keeps their imports out of its memory."""
+
+    # name -> (module, attribute): evidence bundles (and `evidence verify`), the report an
+    # investigator takes from Prometheus's history, the central pool resolver
+    lazy = {
+        "evidence": ("minerwatch.evidence", "evidence"),
+        "report": ("minerwatch.report", "report"),
+        "resolve-pools": ("minerwatch.network.resolve", "resolve_pools"),
+    }
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is None and name in self.lazy:
+            module, attribute = self.lazy[name]
+            command = getattr(importlib.import_module(module), attribute)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="minerwatch", message="%(prog)s %(version)s")
 def cli():
     """minerwatch: catch cryptocurrency miners on this host and expose them to Prometheus."""
@@ -169,17 +193,6 @@ def scan(ctx, as_json, interval, **params):
             collector.close()
     click.echo(scan_module.render_json(report) if as_json else scan_module.render_table(report))
     ctx.exit(1 if report.suspects else 0)
-
-
-# Commands with modules of their own: evidence bundles (and `evidence verify`), the report an
-# investigator takes from Prometheus's history, and the central pool resolver.
-from minerwatch.evidence import evidence  # noqa: E402
-from minerwatch.report import report  # noqa: E402
-from minerwatch.network.resolve import resolve_pools  # noqa: E402
-
-cli.add_command(evidence)
-cli.add_command(report)
-cli.add_command(resolve_pools, "resolve-pools")
 
 
 def main(argv=None, obj=None) -> None:

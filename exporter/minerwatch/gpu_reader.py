@@ -16,9 +16,11 @@ What may go wrong, and what the reader does:
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -113,10 +115,55 @@ def error_reason(exc: BaseException) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", parts[1]).lower()
 
 
+LIBRARY_NOT_FOUND = "NVML Shared Library Not Found"  # pynvml's own words for it
+
+
+def nvml_library_names():
+    """Where pynvml loads the NVML library from, in its order."""
+    if sys.platform.startswith("win"):
+        return [os.path.join(os.getenv("WINDIR", "C:/Windows"), "System32/nvml.dll"),
+                os.path.join(os.getenv("ProgramFiles", "C:/Program Files"), "NVIDIA Corporation/NVSMI/nvml.dll")]
+    return ["libnvidia-ml.so.1"]
+
+
+class PynvmlLoader:
+    """Imports pynvml only once the NVML library itself loads. Most office PCs have no NVIDIA
+    driver, and the module costs about 2.5 MiB of RSS for as long as the exporter runs; trying
+    to load the library (what nvmlInit does first) costs a failed dlopen."""
+
+    def __init__(self, names=None):
+        self.names = names
+
+    def installed(self) -> bool:
+        return "pynvml" in sys.modules or importlib.util.find_spec("pynvml") is not None
+
+    def __call__(self):
+        """The pynvml module; OSError (pynvml's reason) while no library can be loaded."""
+        if "pynvml" not in sys.modules:  # already imported (or a test's fake in its place): use it
+            import ctypes
+
+            for name in self.names or nvml_library_names():
+                try:
+                    ctypes.CDLL(name)
+                    break
+                except OSError:
+                    continue
+            else:
+                raise OSError(LIBRARY_NOT_FOUND)
+        import pynvml
+
+        return pynvml
+
+
 class NvmlReader:
     def __init__(self, nvml, clock: Callable[[], float] = time.monotonic,
                  retry_seconds: float = DEFAULT_RETRY_SECONDS):
-        self.nvml = nvml  # None: the pynvml package is not installed
+        # nvml: the pynvml module (or a fake of it); None: the package is not installed; a
+        # PynvmlLoader: imported once the library loads (the first try is on the first scrape)
+        self._load: Optional[PynvmlLoader] = None
+        if isinstance(nvml, PynvmlLoader):
+            self._load, nvml = (nvml if nvml.installed() else None), None
+        self.nvml = nvml
         self._clock = clock
         self.retry_seconds = retry_seconds
         self.initialised = False
@@ -127,6 +174,11 @@ class NvmlReader:
         self._uuids: Dict[int, str] = {}  # index -> uuid, to name a GPU that is lost
         self._static: Dict[str, Tuple[str, str]] = {}  # uuid -> (model, serial)
         self._seen: Dict[Tuple[str, str], int] = {}  # (gpu, buffer) -> last sample timestamp
+        if nvml is not None:
+            self._bind(nvml)
+
+    def _bind(self, nvml) -> None:
+        self.nvml = nvml
         if nvml is not None:
             # pynvml's own classes (or the fake's, which are the same objects)
             self._lost = (nvml.NVMLError_GpuIsLost, nvml.NVMLError_ResetRequired)
@@ -143,12 +195,19 @@ class NvmlReader:
     def _ensure_init(self) -> bool:
         if self.initialised:
             return True
-        if self.nvml is None:
+        if self.nvml is None and self._load is None:
             self._unavailable("python package nvidia-ml-py (pynvml) not installed")
             return False
         now = self._clock()
         if now < self._next_init:
             return False
+        if self.nvml is None:
+            try:
+                self._bind(self._load())
+            except OSError as exc:  # no library yet: what nvmlInit would have said, retried alike
+                self._next_init = now + self.retry_seconds
+                self._unavailable(f"nvmlInit: {exc}")
+                return False
         try:
             self.nvml.nvmlInit()
         except (self.nvml.NVMLError, OSError) as exc:

@@ -20,8 +20,6 @@ import threading
 from collections import OrderedDict
 from typing import Dict, Optional
 
-import bcrypt
-
 # $2a$, $2b$ or $2y$, a two-digit cost from 04 to 31, then 22 characters of salt and 31 of hash.
 BCRYPT_HASH = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 BCRYPT_MAX_PASSWORD = 72  # bytes bcrypt reads; longer passwords are refused, never truncated
@@ -44,6 +42,9 @@ class BasicAuth:
                  lock_wait: float = LOCK_WAIT_SECONDS):
         if not users:
             raise ValueError("basic auth needs at least one user")
+        import bcrypt  # here, not at the top: a server without basic-auth users never loads it (RSS)
+
+        self._bcrypt = bcrypt
         self.users = users
         self._decoy = next(iter(users.values()))
         self._cache: "OrderedDict[bytes, None]" = OrderedDict()
@@ -63,7 +64,7 @@ class BasicAuth:
             return None
         try:
             # One bcrypt whatever the failure, at the cost every configured hash shares.
-            ok = bcrypt.checkpw(password[:BCRYPT_MAX_PASSWORD], hashed or self._decoy)
+            ok = self._bcrypt.checkpw(password[:BCRYPT_MAX_PASSWORD], hashed or self._decoy)
         finally:
             self._bcrypt_lock.release()
         ok = ok and hashed is not None and len(password) <= BCRYPT_MAX_PASSWORD

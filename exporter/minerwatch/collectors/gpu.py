@@ -27,7 +27,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from minerwatch.gpu_reader import DEFAULT_RETRY_SECONDS, GpuProcess, GpuReading, NvmlReader
+from minerwatch.gpu_reader import DEFAULT_RETRY_SECONDS, GpuProcess, GpuReading, NvmlReader, PynvmlLoader
 from minerwatch.collectors.base import Collector, Context, register
 from minerwatch.yaml_file import Node, section_fields
 
@@ -73,11 +73,9 @@ def read_settings(node: Optional[Node]) -> GpuSettings:
 
 
 def _default_nvml():
-    try:
-        import pynvml
-    except ImportError:  # the reader reports it once and exports minerwatch_gpu_up 0
-        return None
-    return pynvml
+    """pynvml, imported on the first scrape that finds the NVML library (gpu_reader.PynvmlLoader);
+    without the package the reader reports it once and exports minerwatch_gpu_up 0."""
+    return PynvmlLoader()
 
 
 @dataclass

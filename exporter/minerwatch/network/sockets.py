@@ -103,10 +103,11 @@ def _diag_address(family: int, raw: bytes) -> str:
     return canonical_ip(socket.inet_ntop(socket.AF_INET6, raw))
 
 
-def _diag_dump(family: int, states: int):
+def _diag_dump(family: int, states: int, extensions: int = 0):
     """The buffers of one NETLINK_SOCK_DIAG dump of TCP sockets in `states` (a bit mask), as the
-    kernel sends them, whole messages each; the reader stops at NLMSG_DONE (`_end_of_dump`)."""
-    request = _REQ.pack(family, socket.IPPROTO_TCP, 0, 0, states)
+    kernel sends them, whole messages each; the reader stops at NLMSG_DONE (`_end_of_dump`).
+    `extensions`: attributes wanted with each socket (tcp_flows.py asks for INET_DIAG_INFO)."""
+    request = _REQ.pack(family, socket.IPPROTO_TCP, extensions, 0, states)
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as nl:
         nl.settimeout(5)
         nl.send(_NLMSG.pack(_NLMSG.size + len(request), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
