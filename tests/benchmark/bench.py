@@ -719,6 +719,10 @@ def main(argv=None) -> int:
         hold_connections(args.hold_connections)
         return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up as on Ctrl-C
+    # The exporters run in a scratch directory: a relative PYTHONPATH (`PYTHONPATH=exporter`)
+    # would silently give them the installed minerwatch instead of this tree's.
+    if os.environ.get("PYTHONPATH"):
+        os.environ["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in os.environ["PYTHONPATH"].split(os.pathsep))
     sys.stdout.reconfigure(line_buffering=True)  # progress shows when piped to a file
     try:
         return run(args)
