@@ -134,3 +134,20 @@ def test_both_readers_make_a_live_hostile_process_safe_alike(tmp_path):
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_long_command_line_is_matched_whole_but_kept_bounded(spawn):
+    """A miner flag after a megabyte of padding is still seen (matching reads it all); what stays
+    in memory for the process's life is at most ARGV_KEPT_CHARS."""
+    from minerwatch.proc_reader import ARGV_KEPT_CHARS
+    from minerwatch.process_table import ProcessTable
+    from minerwatch.signatures import Signatures
+    from support.processes import wait_for
+
+    padding = ["x" * 100_000] * 10
+    proc = spawn.start("worker", [*padding, "--donate-level", "1", "--duration", "60", "--threads", "0"])
+    table = ProcessTable(ProcfsReader(), Signatures())
+    view = wait_for(lambda: table.scan().by_pid().get(proc.pid), what="the process in a scan")
+    assert "miner_cmdline" in view.signals
+    kept = sum(len(a) + 1 for a in view.facts.argv)
+    assert ARGV_KEPT_CHARS - 100_001 < kept <= ARGV_KEPT_CHARS

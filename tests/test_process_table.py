@@ -304,3 +304,12 @@ def test_collectors_wire_their_sources_into_the_table_once(tmp_path):
         assert table.settings is context.config.process  # one settings object, flags applied
     finally:
         close_collectors(collectors.values())
+
+
+def test_a_source_that_fails_to_refresh_does_not_blind_the_scan(tmp_path):
+    class Broken(PoolDirs):
+        def refresh(self):
+            raise OSError("listdir failed")
+
+    table, _ = make_table(tmp_path, [RENAMED, IDLE], Clock(), signal_sources=[Broken()])
+    assert set(table.scan().by_pid()) >= {300}

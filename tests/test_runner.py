@@ -109,3 +109,22 @@ def test_replace_swaps_collectors_and_hands_back_the_old_ones():
     assert retired.idle(1)
     samples, _ = scrape(runner)
     assert samples[("minerwatch_test_quick", None)] == 2
+
+
+def test_no_thread_for_a_collector_fails_that_scrape_only(monkeypatch):
+    """At the task limit (thousands of open connections) Thread.start raises: the scrape still
+    answers, the collector is reported failed, and it runs again once threads can start."""
+    quick = Quick()
+    runner = CollectorRunner([quick], timeout=1.0)
+    real_start = threading.Thread.start
+
+    def refuse(thread):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    first, _ = scrape(runner)
+    assert first[("minerwatch_scrape_collector_success", "quick")] == 0
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    second, _ = scrape(runner)
+    assert second[("minerwatch_scrape_collector_success", "quick")] == 1
+    assert second[("minerwatch_test_quick", None)] == 1

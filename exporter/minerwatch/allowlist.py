@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Tuple
 
+from minerwatch.files import open_regular
 from minerwatch.yaml_file import Node, section_items
 
 ALLOWLIST_KEYS = ("name", "exe", "user", "sha256")
@@ -73,7 +74,7 @@ def file_sha256(path: str) -> str:
     h = hashlib.sha256()
     read = 0
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 read += len(chunk)
                 if read > MAX_HASHED_BYTES:

@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Tuple
 import click
 
 from minerwatch import __version__
+from minerwatch.files import read_regular
 from minerwatch.text import host_text
 
 FORMAT = "minerwatch-evidence/1"
@@ -319,10 +320,8 @@ def find_configs(reads: Reads, cwd: str, exe_path: str) -> List[Tuple[str, str]]
         if ident is None or ident in seen or ident == exe_id:
             continue
         seen.add(ident)
-        try:
-            with open(source, "rb") as f:
-                head = f.read(MAX_CONFIG_BYTES + 1)
-        except OSError:
+        head = read_regular(source, MAX_CONFIG_BYTES + 1)
+        if head is None:
             continue
         if len(head) <= MAX_CONFIG_BYTES and CONFIG_MARKERS.search(head):
             found.append((source, shown))

@@ -14,7 +14,8 @@ disguise (weak).
 
 Cost: the scan runs only for busy processes (busy_probe.py), once per distinct executable file:
 results are cached by file identity (device, inode, size, mtime) and by sha256, in bounded LRUs.
-Files are read up to `max_bytes` (64 MiB by default; miner builds are 5-20 MiB).
+Only regular files are opened (never a FIFO or a device a process names); the first `max_bytes`
+(64 MiB by default; miner builds are 5-20 MiB) are searched, and files over 512 MiB are not hashed.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from minerwatch.allowlist import MAX_HASHED_BYTES
 from minerwatch.data import EXE_PATTERNS, shipped_lines
+from minerwatch.files import open_regular
 from minerwatch.signatures import Match
 from minerwatch.text import host_text
 
@@ -119,6 +122,8 @@ class ExePatterns:
             chunk = f.read(CHUNK)
             if not chunk:
                 break
+            if read >= MAX_HASHED_BYTES:  # a bigger file is no miner build: no hash, no more reading
+                return ContentResult("", families, packed)
             digest.update(chunk)
             if first:
                 packed = _packer(chunk[:HEAD])
@@ -163,7 +168,7 @@ class ExeScanner:
                 self._by_identity.move_to_end(identity)
                 return cached
         try:
-            with open(path, "rb", buffering=0) as f:
+            with open_regular(path) as f:  # never a FIFO or /dev/zero named by a process's argv
                 result = self.patterns.scan(f, self.max_bytes)
                 self.bytes_scanned_total += f.tell()
         except OSError:

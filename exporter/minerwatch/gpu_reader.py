@@ -26,6 +26,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
+from minerwatch.text import host_text
+
 log = logging.getLogger("minerwatch.gpu")
 
 DEFAULT_RETRY_SECONDS = 60.0
@@ -411,6 +413,8 @@ class NvmlReader:
             return ""
         try:
             name = self.nvml.nvmlSystemGetProcessName(pid)
-        except self.nvml.NVMLError:
+        except Exception:  # NVMLError, or pynvml's strict decoding of a path that is not UTF-8
             return ""
-        return os.path.basename(name) if name else ""
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "surrogateescape")
+        return host_text(os.path.basename(name), 255) if name else ""

@@ -22,6 +22,7 @@ import os
 import re
 from typing import Iterable, List, Optional, Sequence
 
+from minerwatch.files import read_regular
 from minerwatch.redact import redact_text
 from minerwatch.signatures import POOL_URL_RE, Match
 from minerwatch.text import host_text
@@ -110,13 +111,8 @@ def open_files(procfs: str, pid: int) -> List[str]:
 
 
 def _read(path: str) -> Optional[str]:
-    try:
-        with open(path, "rb") as f:
-            if not os.path.isfile(path):
-                return None
-            return f.read(MAX_BYTES).decode("utf-8", "replace")
-    except OSError:
-        return None
+    data = read_regular(path, MAX_BYTES)  # a FIFO or device named config.json must not hang us
+    return None if data is None else data.decode("utf-8", "replace")
 
 
 def find(procfs: str, pid: int, argv: Sequence[str]) -> Optional[Match]:

@@ -10,8 +10,10 @@ visible escapes (`bad\\xffdir`), never as text that fails to encode or forges a 
 
 Memory: one `ProcStat` and one `ProcFacts` live per process for its whole life, so both keep
 their fields in slots (no per-object dict: about 100 bytes each saved on Python 3.10+), and the
-strings most processes share (comm, executable, working directory, common arguments) are
-interned, so 1,000 `sleep 3600` hold one copy of each.
+strings most processes share (comm, executable, working directory, common arguments) are kept
+once, so 1,000 `sleep 3600` hold one copy of each. That table is the exporter's own and bounded:
+`sys.intern` would let processes with ever new arguments grow it for good (interned strings are
+immortal on CPython 3.12.0-3.12.5).
 """
 
 from __future__ import annotations
@@ -28,6 +30,30 @@ from typing import Dict, List, Optional, Sequence
 import psutil
 
 from minerwatch.text import host_text, host_text_items
+
+_SHARED: Dict[str, str] = {}
+_SHARED_MAX = 65536  # distinct strings kept once; past it the table starts again
+
+
+ARGV_KEPT_CHARS = 64 * 1024  # of a command line, kept for the process's life after matching
+
+
+def bounded_argv(argv: List[str]) -> List[str]:
+    """The arguments up to ARGV_KEPT_CHARS in all (the last one cut): what stays in memory for a
+    process's life once the whole command line has been matched."""
+    total = 0
+    for i, arg in enumerate(argv):
+        total += len(arg) + 1
+        if total > ARGV_KEPT_CHARS:
+            return argv[:i] + [arg[: max(ARGV_KEPT_CHARS - total + len(arg), 0)]]
+    return argv
+
+
+def _share(text: str) -> str:
+    """One copy of a string many processes hold (see the module docstring)."""
+    if len(_SHARED) >= _SHARED_MAX:
+        _SHARED.clear()
+    return _SHARED.setdefault(text, text)
 
 try:
     import pwd
@@ -194,7 +220,7 @@ class ProcfsReader:
             return last  # the same line: nothing to parse, nothing new to keep
         # comm may contain spaces and parentheses: it ends at the last ')'.
         close = data.rfind(b")")
-        comm = sys.intern(host_text(data[data.find(b"(") + 1 : close]))
+        comm = _share(host_text(data[data.find(b"(") + 1 : close]))
         fields = data[close + 2 :].split()
         # fields[0] is field 3 (state) of proc(5)
         start_time = self._boot_time + int(fields[19]) / self._ticks
@@ -223,7 +249,7 @@ class ProcfsReader:
         try:
             with open(base + "/cmdline", "rb") as f:
                 raw = f.read()
-            facts.argv = [sys.intern(a) for a in host_text_items(raw.rstrip(b"\0"))] if raw else []
+            facts.argv = [_share(a) for a in host_text_items(raw.rstrip(b"\0"))] if raw else []
         except OSError as exc:
             facts.errors.append(_reason(exc))
         if facts.argv or stat.pid == 1:  # kernel threads have no cmdline, exe or environ
@@ -231,13 +257,13 @@ class ProcfsReader:
                 # Read as bytes: a path need not be UTF-8, and host_text shows what is not.
                 exe = os.readlink(os.fsencode(base + "/exe"))
                 if exe.endswith(b" (deleted)"):
-                    facts.exe, facts.exe_deleted = sys.intern(host_text(exe[: -len(b" (deleted)")])), True
+                    facts.exe, facts.exe_deleted = _share(host_text(exe[: -len(b" (deleted)")])), True
                 else:
-                    facts.exe = sys.intern(host_text(exe))
+                    facts.exe = _share(host_text(exe))
             except OSError as exc:
                 facts.errors.append(_reason(exc))
             try:
-                facts.cwd = sys.intern(host_text(os.readlink(os.fsencode(base + "/cwd"))))
+                facts.cwd = _share(host_text(os.readlink(os.fsencode(base + "/cwd"))))
             except OSError as exc:
                 facts.errors.append(_reason(exc))
             try:

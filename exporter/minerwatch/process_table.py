@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Tuple
 
 from minerwatch.allowlist import Allowlist, file_sha256
-from minerwatch.proc_reader import ProcFacts, ProcStat, ReadError
+from minerwatch.proc_reader import ProcFacts, ProcStat, ReadError, bounded_argv
 from minerwatch.redact import REDACTED, redact_cmdline
 from minerwatch.signatures import STRONG_SIGNALS, WEAK_SIGNALS, Match, Signatures
 from minerwatch.text import host_text
@@ -239,7 +239,10 @@ class ProcessTable:
 
     def _scan(self) -> Snapshot:
         for source in self._signal_sources:
-            source.refresh()
+            try:
+                source.refresh()
+            except Exception:  # a broken source must not blind the whole scan (as in match())
+                log.exception("signal source %r failed to refresh", source)
         generations = tuple(s.generation for s in self._signal_sources)
         now = self._clock()
         errors: Counter = Counter()
@@ -350,7 +353,11 @@ class ProcessTable:
             facts.comm, facts.exe, facts.user, lambda: self.exe_sha256(facts)
         )
         # The environment is only needed for matching; do not keep other users' secrets around.
+        # The whole command line was matched; what stays for the process's life (the exported,
+        # redacted form, the probe's script and config look-ups) is bounded, so a few processes
+        # with megabyte command lines cannot grow the exporter's memory.
         facts.environ = None
+        facts.argv = bounded_argv(facts.argv)
         return _Entry(facts=facts, static=static or _NO_SIGNALS, allowlisted=allowlisted)
 
     def _source_signals(self, facts: ProcFacts) -> Dict[str, str]:
@@ -396,6 +403,12 @@ class ProcessTable:
         return facts.exe_sha256
 
     # -- lookups for other collectors ---------------------------------------------------------
+    def restat(self, pid: int) -> ProcStat:
+        """The process's stat read now (ReadError if gone), under the table's lock: the reader's
+        kept descriptors must not be used while a scan of another scrape changes them."""
+        with self._lock:
+            return self.reader.stat(pid)
+
     def lookup(self, pid: int) -> Optional[ProcessView]:
         """The process as the last scan saw it (scanning once if none ran yet)."""
         if self.last is None:

@@ -195,13 +195,16 @@ class Service:
         old = self.runner.replace(collectors)
         self.server.set_web_config(web_config)
         self.status.record(True)
-        if not old.idle(self.runner.timeout):
+        idle = old.idle(self.runner.timeout)
+        if not idle:
             log.warning("a collector of the previous configuration is still running; closing it anyway")
         close_collectors(old.collectors)
         # The old process table's reader keeps a descriptor per process: release them now rather
-        # than when the garbage collector gets to it (10,000 processes, two reloads: EMFILE).
-        for table in {id(c.context.processes): c.context.processes for c in old.collectors
-                      if c.context.processes is not None}.values():
-            table.reader.close()
+        # than when the garbage collector gets to it (10,000 processes, two reloads: EMFILE) -
+        # unless a scan still runs on them (then the reader's finalizer closes them later).
+        if idle:
+            for table in {id(c.context.processes): c.context.processes for c in old.collectors
+                          if c.context.processes is not None}.values():
+                table.reader.close()
         log.info("configuration reloaded (collectors: %s)", ",".join(c.name for c in collectors))
         return True

@@ -165,7 +165,13 @@ class CollectorRunner:
         job = _Job(self._clock())
         slot.job = job
         worker = threading.Thread(target=self._work, args=(slot, job), name=f"collector-{name}", daemon=True)
-        worker.start()
+        try:
+            worker.start()
+        except RuntimeError:  # "can't start new thread": the task limit is reached (many connections)
+            slot.job = None
+            slot.lock.release()
+            log.warning("collector %s: no thread could be started for it: reported failed", name)
+            return [], False
         if job.done.wait(max(deadline - self._clock(), 0)):
             return job.families, job.ok
         job.overdue = True

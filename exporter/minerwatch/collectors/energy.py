@@ -117,7 +117,7 @@ class EnergyCollector(Collector):
         tracked: Dict[Tuple[int, float], Tuple[float, float]] = {}
         for view in snapshot.suspects[: self.context.config.process.max_suspects]:
             try:
-                stat = table.reader.stat(view.pid)
+                stat = table.restat(view.pid)
             except ReadError:
                 continue
             if stat.start_time != view.stat.start_time:

@@ -34,6 +34,7 @@ from minerwatch.network.settings import NetworkSettings
 from minerwatch.network.sniffer import DIALECTS, Sniffer
 from minerwatch.network.sockets import default_sockets
 from minerwatch.network.udp_owners import UdpOwners
+from minerwatch.text import host_text
 
 log = logging.getLogger("minerwatch.network")
 
@@ -109,7 +110,7 @@ class NetworkCollector(Collector):
             return view.name, view.user
         try:  # started since the last process scan
             proc = psutil.Process(pid)
-            return proc.name(), proc.username()
+            return host_text(proc.name(), 255), host_text(proc.username(), 255)
         except Exception:
             return "", ""
 
