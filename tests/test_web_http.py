@@ -277,3 +277,15 @@ def test_starting_the_server_makes_no_dns_lookup_of_the_host_name(monkeypatch):
         assert get(server, "/")[0] == 200
     finally:
         stop(server)
+
+
+def test_malloc_arenas_are_capped_on_glibc():
+    # Each connection is served by a thread; without the cap glibc gives threads arenas of their
+    # own and the RSS grows with every burst of connections (tests/benchmark/load.py "RSS flat").
+    import platform
+
+    from minerwatch.memory import limit_malloc_arenas
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert limit_malloc_arenas(2) is True

@@ -135,9 +135,10 @@ def cli():
 @click.pass_context
 def serve(ctx, listen_address, telemetry_path, web_config_file, max_requests, collector_timeout, **params):
     """Run the exporter. SIGHUP reloads --config.file and --web.config.file."""
-    from minerwatch import service, web
+    from minerwatch import memory, service, web
 
     logs.setup(params["log_level"], params["log_format"])
+    memory.limit_malloc_arenas()  # before threads start: flat memory under many connections
     # First, before any thread starts: a SIGTERM or SIGHUP during start-up must not kill us. A
     # caller that runs `serve` in a thread of its own (the Windows service) brings its own source.
     given = ctx.find_object(service.SignalSource)
