@@ -86,7 +86,7 @@ class TuningCollector(Collector):
             win32 = windows.load()
         self.drivers = MsrDriverReader(win32.win32service) if win32 else None
         self.lock_memory = LockMemoryReader(win32.win32security) if win32 else None
-        self._errors: Dict[str, str] = {}
+        self._reads = windows.SourceReads(log)
 
     def collect(self) -> Iterable[Metric]:
         yield from self._linux()
@@ -95,16 +95,7 @@ class TuningCollector(Collector):
 
     def _read(self, source: str, reader):
         """reader.read(), or None when it failed (logged once per distinct problem)."""
-        try:
-            value = reader.read()
-        except windows.ReadFailed as exc:
-            if self._errors.get(source) != str(exc):
-                log.error("cannot read %s: %s", source, exc)
-            self._errors[source] = str(exc)
-            return None
-        if self._errors.pop(source, None):
-            log.info("%s readable again", source)
-        return value
+        return self._reads.read(source, reader)[1]
 
     def _windows(self) -> Iterable[Metric]:
         up = GaugeMetricFamily("minerwatch_tuning_source_up",

@@ -59,19 +59,10 @@ class WindowsCollector(Collector):
         self._last: Dict[str, float] = {}
         self._first_read = True
         self._users: Dict[str, str] = {}
-        self._errors: Dict[str, str] = {}
+        self._reads = windows.SourceReads(log)
 
     def _read(self, source: str, reader):
-        try:
-            value = reader.read()
-        except windows.ReadFailed as exc:
-            if self._errors.get(source) != str(exc):
-                log.error("cannot read %s: %s", source, exc)
-            self._errors[source] = str(exc)
-            return False, None
-        if self._errors.pop(source, None):
-            log.info("%s readable again", source)
-        return True, value
+        return self._reads.read(source, reader)
 
     def collect(self) -> Iterable[Metric]:
         up = GaugeMetricFamily("minerwatch_windows_source_up",

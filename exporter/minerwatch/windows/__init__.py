@@ -33,6 +33,28 @@ class ReadFailed(Exception):
     """A Windows source is there but could not be read; str() is one line for the log."""
 
 
+class SourceReads:
+    """Reads through the Windows readers for one collector: a failing source is logged once per
+    distinct problem (not on every scrape), and once more when it reads again."""
+
+    def __init__(self, log) -> None:
+        self._log = log
+        self._errors: dict = {}
+
+    def read(self, source: str, reader):
+        """(True, reader.read()), or (False, None) when it failed."""
+        try:
+            value = reader.read()
+        except ReadFailed as exc:
+            if self._errors.get(source) != str(exc):
+                self._log.error("cannot read %s: %s", source, exc)
+            self._errors[source] = str(exc)
+            return False, None
+        if self._errors.pop(source, None):
+            self._log.info("%s readable again", source)
+        return True, value
+
+
 def describe(exc: BaseException) -> str:
     """'FuncName: text (code N)' for a pywintypes.error, as the log line says it."""
     func = getattr(exc, "funcname", "") or ""
