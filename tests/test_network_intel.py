@@ -316,3 +316,40 @@ def test_config_errors_name_file_line_and_key(tmp_path, text, message):
     with pytest.raises(ConfigError) as err:
         load(tmp_path, text)
     assert str(err.value).startswith(f"{tmp_path}/{message}")
+
+
+def test_the_monitor_checks_each_remote_endpoint_against_the_list_once(tmp_path):
+    """The same connections come back scrape after scrape: the list (a CIDR scan for networks) is
+    asked once per remote endpoint while it is the same list, and again after a reload."""
+    from minerwatch.network.monitor import PoolMonitor
+    from minerwatch.network.sockets import Conn, Endpoint
+
+    class Counting(PoolList):
+        asked = 0
+
+        def match_address(self, ip, port):
+            Counting.asked += 1
+            return super().match_address(ip, port)
+
+    ioc = tmp_path / "iocs.txt"
+    ioc.write_text(IOCS)
+    base = load_pool_list([(str(ioc), "iocs.txt")])
+    pools = Counting(base.indicators, base.ports, base.resolvable)
+    conns = [Conn(Endpoint("10.0.0.2", 40000 + i), Endpoint("203.0.113.5" if i == 0 else f"192.0.2.{i}", 443),
+                  "established") for i in range(20)]
+
+    class Table:
+        def connections(self):
+            return list(conns)
+
+        def attribute(self, matched):
+            pass
+
+    monitor = PoolMonitor(pools, PoolResolver([]), Table(), min_interval=0)
+    for _ in range(3):
+        matches = monitor.update(force=True)
+        assert [m.conn.remote.ip for m in matches if m.strong] == ["203.0.113.5"]  # in 203.0.113.0/24
+    assert Counting.asked == len(conns)
+    monitor.pools = Counting(base.indicators, base.ports, base.resolvable)  # a reload: a new list
+    monitor.update(force=True)
+    assert Counting.asked == 2 * len(conns)

@@ -339,3 +339,38 @@ def test_sock_diag_counts_the_accepted_end_but_builds_nothing_for_it():
     finally:
         for s in clients + accepted + [server]:
             s.close()
+
+
+def test_sock_diag_gives_back_the_same_connection_for_a_socket_it_knew():
+    """An inode names one socket for its life: a connection of the last dump, in the same state,
+    is that very object (nothing decoded again); a new connection is a new object."""
+    import socket as so
+
+    from minerwatch.network.sockets import ProcNetSockets
+
+    server = so.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    sockets = ProcNetSockets("/proc")
+    first_client = so.create_connection(server.getsockname())
+    accepted = [server.accept()[0]]
+    try:
+        mine = first_client.getsockname()
+
+        def ours(conns):
+            return [c for c in conns if (c.local.ip, c.local.port) == mine]
+
+        before = ours(sockets.connections())
+        assert len(before) == 1
+        again = ours(sockets.connections())
+        assert again[0] is before[0]
+        first_client.close()
+        second_client = so.create_connection(server.getsockname())
+        accepted.append(server.accept()[0])
+        mine = second_client.getsockname()
+        fresh = ours(sockets.connections())
+        assert len(fresh) == 1 and fresh[0] is not before[0] and fresh[0].inode != before[0].inode
+        second_client.close()
+    finally:
+        for s in accepted + [server]:
+            s.close()

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from minerwatch.proc_reader import ProcfsReader
+from minerwatch.proc_reader import ProcfsReader, ReadError
 from support.procfs import TICKS, FakeProcess, build, stat_line
 from support.processes import stop_pid
 
@@ -70,6 +70,8 @@ def test_the_reader_forgets_an_ended_process_and_closes_its_descriptor():
         assert len(os.listdir("/proc/self/fd")) == fds_before + 1  # one kept descriptor
     finally:
         stop_pid(child)
+    with pytest.raises(ReadError):  # the scan's read of the ended process fails: it is forgotten
+        reader.stat(child.pid)
     assert child.pid not in reader.pids()
     assert child.pid not in reader._last and child.pid not in reader._fds
     assert len(os.listdir("/proc/self/fd")) == fds_before
@@ -120,3 +122,54 @@ def test_a_dropped_reader_closes_its_descriptors():
     finally:
         for child in children:
             stop_pid(child)
+
+
+LISTING_PROBE = r"""
+import os, subprocess, sys, threading, time
+from minerwatch.proc_reader import ProcfsReader, ReadError
+
+reader = ProcfsReader("/proc")
+first = reader.pids()
+again = reader.pids()
+out = {"quiet": (reader.listings_total, sorted(again) == sorted(first))}
+child = subprocess.Popen(["sleep", "30"])
+out["child_seen"] = child.pid in reader.pids()
+out["after_child"] = reader.listings_total
+child.kill(); child.wait()
+try:
+    reader.stat(child.pid)
+except ReadError:
+    pass
+out["ended_dropped"] = child.pid not in reader.pids()
+out["after_end"] = reader.listings_total
+t = threading.Thread(target=time.sleep, args=(0,)); t.start(); t.join()
+reader.pids()
+out["after_thread"] = reader.listings_total
+print(repr(out))
+"""
+
+
+def test_proc_is_listed_again_only_when_a_pid_was_handed_out(tmp_path):
+    """Listing /proc costs about 1.5 µs a process. In a pid namespace of its own (so nothing else
+    on the machine starts processes in it), the reader lists /proc once while no pid is handed
+    out, lists it again when a process or thread starts, and drops a process that ended without
+    listing again."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    probe = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", LISTING_PROBE],
+                           capture_output=True, text=True, timeout=60, env=env)
+    assert probe.returncode == 0, probe.stderr
+    out = eval(probe.stdout.strip().splitlines()[-1])
+    assert out["quiet"] == (1, True)
+    assert out["child_seen"] and out["after_child"] == 2
+    assert out["ended_dropped"] and out["after_end"] == 2
+    assert out["after_thread"] == 3
+
+
+def test_a_proc_that_is_not_our_namespace_is_listed_every_time(tmp_path):
+    """A fake or foreign /proc (a host's mounted into a container) cannot vouch with /proc/loadavg."""
+    proc = build(tmp_path, [FakeProcess(42, "sleep", ["sleep", "3600"])])
+    (proc / "loadavg").write_text("0.00 0.00 0.00 1/100 42\n")
+    reader = ProcfsReader(str(proc))
+    reader.pids()
+    reader.pids()
+    assert reader.listings_total == 2

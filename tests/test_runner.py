@@ -128,3 +128,62 @@ def test_no_thread_for_a_collector_fails_that_scrape_only(monkeypatch):
     second, _ = scrape(runner)
     assert second[("minerwatch_scrape_collector_success", "quick")] == 1
     assert second[("minerwatch_test_quick", None)] == 1
+
+
+class Recorder(Collector):
+    """Records the thread each run happened in."""
+
+    def __init__(self, name):
+        super().__init__(context=None)
+        self.name = name
+        self.threads = []
+
+    def collect(self):
+        self.threads.append(threading.get_ident())
+        yield GaugeMetricFamily(f"minerwatch_test_{self.name}", "A value.", value=1)
+
+
+def test_each_collector_keeps_one_worker_thread_across_scrapes():
+    """A thread per collector per scrape cost a thread start (and a new pid, which makes the
+    process reader list /proc again) every time: the worker now lives across scrapes."""
+    first, second = Recorder("first"), Recorder("second")
+    runner = CollectorRunner([first, second], timeout=5)
+    try:
+        for _ in range(4):
+            samples, _ = scrape(runner)
+            assert samples[("minerwatch_scrape_collector_success", "first")] == 1
+        assert len(set(first.threads)) == 1 and len(set(second.threads)) == 1
+        assert first.threads[0] != second.threads[0] != threading.get_ident()
+    finally:
+        runner.close()
+    deadline = time.monotonic() + 5
+    while any(t.name.startswith("collector-first") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "close() did not end the worker"
+        time.sleep(0.01)
+
+
+class Handshake(Collector):
+    """Waits until the other collector of the pair has started: only possible if both run at once."""
+
+    def __init__(self, name, mine, theirs):
+        super().__init__(context=None)
+        self.name, self.mine, self.theirs = name, mine, theirs
+
+    def collect(self):
+        self.mine.set()
+        ok = self.theirs.wait(3)
+        yield GaugeMetricFamily(f"minerwatch_test_{self.name}", "Saw the other run.", value=1 if ok else 0)
+
+
+def test_collectors_of_one_scrape_run_at_the_same_time():
+    """Most of a collector's time is the kernel answering reads: the collectors of a scrape run
+    together, and their families still come out in collector order."""
+    a_started, b_started = threading.Event(), threading.Event()
+    runner = CollectorRunner([Handshake("a", a_started, b_started), Handshake("b", b_started, a_started)],
+                             timeout=5)
+    try:
+        families = list(runner.collect())
+        assert [family.name for family in families][:2] == ["minerwatch_test_a", "minerwatch_test_b"]
+        assert [family.samples[0].value for family in families[:2]] == [1, 1]  # each saw the other start
+    finally:
+        runner.close()

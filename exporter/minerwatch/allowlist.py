@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Tuple
 
+from minerwatch.digests import file_hasher
 from minerwatch.files import open_regular
 from minerwatch.yaml_file import Node, section_items
 
@@ -71,7 +71,7 @@ MAX_HASHED_BYTES = 512 << 20  # a bigger executable is no miner; do not spend a 
 
 def file_sha256(path: str) -> str:
     """sha256 of a file, "" when it cannot be read or is too big (never matches an allowlist hash)."""
-    h = hashlib.sha256()
+    h = file_hasher()
     read = 0
     try:
         with open_regular(path) as f:

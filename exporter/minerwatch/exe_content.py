@@ -20,13 +20,13 @@ Only regular files are opened (never a FIFO or a device a process names); the fi
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from minerwatch.allowlist import MAX_HASHED_BYTES
+from minerwatch.digests import file_hasher
 from minerwatch.data import EXE_PATTERNS, shipped_lines
 from minerwatch.files import open_regular
 from minerwatch.signatures import Match
@@ -112,7 +112,7 @@ class ExePatterns:
 
     def scan(self, f, max_bytes: int = MAX_BYTES) -> ContentResult:
         """Hash and search an open binary file in one pass (chunks overlap by the longest pattern)."""
-        digest = hashlib.sha256()
+        digest = file_hasher()
         families: Dict[str, str] = {}
         packed = ""
         tail = b""

@@ -23,11 +23,10 @@ import math
 import ntpath
 import os
 import sys
+import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
-
-import psutil
+from typing import Dict, List, Optional, Sequence, Set
 
 from minerwatch.text import host_text, host_text_items
 
@@ -126,6 +125,17 @@ def user_name(uid: Optional[int]) -> str:
     return name
 
 
+FULL_LISTING_EVERY = 10.0  # seconds
+
+
+def _own_namespace(procfs: str) -> bool:
+    """True when `procfs` shows this process's pid namespace (its `self` is our pid)."""
+    try:
+        return os.readlink(os.path.join(procfs, "self")) == str(os.getpid())
+    except OSError:
+        return False
+
+
 class ProcfsReader:
     """Linux: reads /proc directly.
 
@@ -151,6 +161,18 @@ class ProcfsReader:
         self._fds: Dict[int, int] = {}  # pid -> open /proc/PID/stat
         self._last: Dict[int, ProcStat] = {}  # pid -> what stat() returned last
         self._max_open = descriptor_budget() if max_open is None else max_open
+        # Listing /proc costs about 1.5 µs a process. /proc/loadavg's last field is the last pid the
+        # kernel handed out: while it has not moved, no process (or thread) started, and the pids
+        # of the last listing, less those that ended since, are all there are. Only where /proc is
+        # this process's own pid namespace (its /proc/self is our pid): another's (a host /proc
+        # in a container) would answer for the wrong namespace. Listed again at least every
+        # FULL_LISTING_EVERY seconds whatever it says.
+        self._loadavg = os.path.join(procfs, "loadavg") if _own_namespace(procfs) else None
+        self._listed: List[int] = []
+        self._listed_last_pid: Optional[int] = None
+        self._listed_at = float("-inf")
+        self._ended: Set[int] = set()  # pids of the last listing that ended since
+        self.listings_total = 0
         # A reader dropped without close() (a reload builds a new one) must not leak thousands of
         # descriptors: they close when it is collected.
         self._finalizer = weakref.finalize(self, _close_all, self._fds)
@@ -167,8 +189,28 @@ class ProcfsReader:
                     return float(line.split()[1])
         raise ReadError("io")
 
+    def _last_pid(self) -> Optional[int]:
+        if self._loadavg is None:
+            return None
+        try:
+            with open(self._loadavg, "rb") as f:
+                return int(f.read(256).split()[4])
+        except (OSError, ValueError, IndexError):
+            return None
+
     def pids(self) -> List[int]:
+        """The pids now; the caller must not change the list."""
+        last_pid = self._last_pid()  # before listing: a process started after it moves it
+        now = time.monotonic()
+        if last_pid is not None and last_pid == self._listed_last_pid and now - self._listed_at < FULL_LISTING_EVERY:
+            if self._ended:
+                self._listed = [pid for pid in self._listed if pid not in self._ended]
+                self._ended.clear()
+            return self._listed
         pids = [int(d) for d in os.listdir(self.procfs) if d.isdigit()]
+        self._listed, self._listed_last_pid, self._listed_at = pids, last_pid, now
+        self._ended.clear()
+        self.listings_total += 1
         if self._last or self._fds:
             # Forget processes that ended (set differences run in C: ~0.05 µs a process).
             alive = set(pids)
@@ -208,11 +250,14 @@ class ProcfsReader:
         if not data:
             try:
                 data = self._open_stat(pid)
-            except ReadError:
+            except ReadError as exc:
                 self._last.pop(pid, None)
+                if exc.reason == "vanished":
+                    self._ended.add(pid)
                 raise
             if not data:
                 self._last.pop(pid, None)
+                self._ended.add(pid)
                 raise ReadError("vanished")
         fingerprint = hash(data)
         last = self._last.get(pid)
@@ -353,7 +398,9 @@ class PsutilReader:
     name = "psutil"
 
     def __init__(self, psutil_module=None, platform: str = sys.platform, file_stat=os.stat):
-        self._ps = psutil if psutil_module is None else psutil_module
+        if psutil_module is None:
+            import psutil as psutil_module  # the portable path only: the Linux one does without
+        self._ps = psutil_module
         self.windows = platform.startswith("win")
         self._file_stat = file_stat
         self._lives: Dict[int, _Life] = {}

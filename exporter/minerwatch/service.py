@@ -18,7 +18,8 @@ from typing import Callable, Iterable, List, Optional
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from minerwatch.app import Options, build_collectors, build_context, close_collectors, enabled_collectors
+from minerwatch import memory
+from minerwatch.app import Options, build_collectors, build_context, enabled_collectors
 from minerwatch.collectors.base import CollectorRunner
 from minerwatch.text import host_text
 
@@ -198,7 +199,7 @@ class Service:
         idle = old.idle(self.runner.timeout)
         if not idle:
             log.warning("a collector of the previous configuration is still running; closing it anyway")
-        close_collectors(old.collectors)
+        old.close()  # the old collectors and their worker threads
         # The old process table's reader keeps a descriptor per process: release them now rather
         # than when the garbage collector gets to it (10,000 processes, two reloads: EMFILE) -
         # unless a scan still runs on them (then the reader's finalizer closes them later).
@@ -206,5 +207,6 @@ class Service:
             for table in {id(c.context.processes): c.context.processes for c in old.collectors
                           if c.context.processes is not None}.values():
                 table.reader.close()
+        memory.release_free_memory()  # the old configuration's objects are gone: give their pages back
         log.info("configuration reloaded (collectors: %s)", ",".join(c.name for c in collectors))
         return True

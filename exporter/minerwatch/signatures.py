@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
 from dataclasses import dataclass
 from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from minerwatch.digests import small_sha256
 from minerwatch.data import shipped_pool_names
 from minerwatch.names import basename as _basename
 from minerwatch.names import norm_name as _norm_name
@@ -465,7 +465,7 @@ def _is_base58check_address(text: str) -> bool:
     raw = _b58decode(text)
     if raw is None or len(raw) != 25:
         return False
-    return hashlib.sha256(hashlib.sha256(raw[:21]).digest()).digest()[:4] == raw[21:]
+    return small_sha256(small_sha256(raw[:21]))[:4] == raw[21:]
 
 
 _BECH32_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"

@@ -8,6 +8,7 @@ offers `available()`, so nothing here imports a collector.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -27,8 +28,10 @@ class Collector:
 
     A collector reads one area of the host and yields fresh metric families on every call of
     `collect()` (client_python's custom-collector pattern). It may keep caches between scrapes
-    but never pre-built families. The runner calls `collect()` in a thread of its own, one at a
-    time per collector (it holds a lock), so a collector needs no locking of its own.
+    but never pre-built families. The runner calls `collect()` in a worker thread of the
+    collector's own, one run at a time per collector (it holds a lock), so a collector needs no
+    locking of its own; different collectors run at the same time, so what they share (the
+    process table) locks itself.
     """
 
     name: str = ""
@@ -81,13 +84,15 @@ def registered() -> Dict[str, type]:
 
 
 DEFAULT_TIMEOUT = 5.0  # seconds; Prometheus gives up on a scrape after 10 s by default
+WORKER_IDLE_EXIT = 300.0  # seconds without a job before a collector's worker thread ends
 
 
 class _Job:
-    """One run of one collector's collect(), in a thread of its own."""
+    """One run of one collector's collect(), in its worker thread."""
 
     def __init__(self, started: float):
         self.started = started
+        self.ended: Optional[float] = None
         self.done = threading.Event()
         self.families: List[Metric] = []
         self.ok = False
@@ -95,26 +100,67 @@ class _Job:
 
 
 class _Slot:
-    """A collector, the lock held while its collect() runs, and the run that holds it."""
+    """A collector, the lock held while its collect() runs, the run that holds it, and the worker
+    thread that runs it.
+
+    The worker lives across scrapes: starting a thread per collector per scrape cost about 0.1 ms
+    each and allocated a pid each time (which also makes the process reader list /proc again).
+    It ends after WORKER_IDLE_EXIT seconds without work, or at close()."""
 
     def __init__(self, collector: Collector):
         self.collector = collector
-        self.lock = threading.Lock()  # taken by the scrape, released by the job's thread
+        self.lock = threading.Lock()  # taken by the scrape, released by the worker when the run ends
         self.job: Optional[_Job] = None
+        self._jobs: "Optional[queue.SimpleQueue[Optional[_Job]]]" = None  # the worker's, while it lives
+
+    def submit(self, job: _Job, work: Callable[["_Slot", _Job], None]) -> None:
+        """Hand `job` to the worker, starting one if there is none. The caller holds `lock`.
+        Raises RuntimeError when no thread can be started."""
+        if self._jobs is None:
+            jobs: "queue.SimpleQueue[Optional[_Job]]" = queue.SimpleQueue()
+            threading.Thread(target=self._serve, args=(jobs, work), name=f"collector-{self.collector.name}",
+                             daemon=True).start()
+            self._jobs = jobs
+        self._jobs.put(job)
+
+    def stop(self) -> None:
+        jobs, self._jobs = self._jobs, None
+        if jobs is not None:
+            jobs.put(None)
+
+    def _serve(self, jobs: "queue.SimpleQueue[Optional[_Job]]", work: Callable[["_Slot", _Job], None]) -> None:
+        while True:
+            try:
+                job = jobs.get(timeout=WORKER_IDLE_EXIT)
+            except queue.Empty:
+                # Idle for long: end, unless a scrape is handing over a job right now (it holds
+                # the lock from before submit() until the run ends).
+                if self.lock.acquire(blocking=False):
+                    try:
+                        if self._jobs is jobs:
+                            self._jobs = None
+                        return
+                    finally:
+                        self.lock.release()
+                continue
+            if job is None:
+                return
+            work(self, job)
 
 
 class CollectorRunner:
-    """The one object registered with the prometheus registry.
+    """The one object registered with the metrics registry.
 
     Runs every enabled collector on each scrape, isolates failures (a collector that raises
     yields nothing but `..._success 0`) and adds the per-collector self-metrics.
 
-    Each collect() runs in a thread of its own and the scrape waits for it at most `timeout`
-    seconds: a collector stuck on the host (a hung NFS mount in /proc, a pathological input)
-    is reported failed for that scrape while the others and the HTTP answer go on. A thread
-    cannot be killed, so the stuck run keeps the collector's lock until it ends; later scrapes
-    see the lock held by an overdue run and report the collector failed at once instead of
-    starting it again beside itself.
+    The collectors of a scrape run at the same time, each in a worker thread of its own (most of
+    their time is the kernel answering reads, which other threads can use), and the scrape waits
+    for each at most `timeout` seconds from its start: a collector stuck on the host (a hung NFS
+    mount in /proc, a pathological input) is reported failed for that scrape while the others and
+    the HTTP answer go on. A thread cannot be killed, so the stuck run keeps the collector's lock
+    until it ends; later scrapes see the lock held by an overdue run and report the collector
+    failed at once instead of starting it again beside itself.
     """
 
     def __init__(self, collectors: List[Collector], timeout: float = DEFAULT_TIMEOUT,
@@ -142,41 +188,61 @@ class CollectorRunner:
             "1 if the collector succeeded in the last scrape, 0 if it failed or ran out of time.",
             labels=["collector"],
         )
-        for slot in list(self._slots):
+        slots = list(self._slots)
+        deadline = self._clock() + self.timeout
+        started = [self._start(slot, deadline) for slot in slots]  # all at once, answered in order
+        for slot, job in zip(slots, started):
             start = self._clock()
-            families, ok = self._run(slot, start + self.timeout)
-            duration.add_metric([slot.collector.name], self._clock() - start)
+            if job is _BUSY:  # another scrape runs it within its time: wait for our turn
+                job = self._wait_turn(slot, deadline)
+            families, ok, took = self._finish(slot, job, deadline, start)
+            duration.add_metric([slot.collector.name], took)
             success.add_metric([slot.collector.name], 1.0 if ok else 0.0)
             yield from families
         yield duration
         yield success
 
-    def _run(self, slot: _Slot, deadline: float):
-        name = slot.collector.name
+    def _start(self, slot: _Slot, deadline: float):
+        """The job now running this collector for this scrape; None if it cannot run (stuck from
+        an earlier scrape, or no thread); _BUSY if a concurrent scrape runs it within its time."""
         if not slot.lock.acquire(blocking=False):
             running = slot.job
             if running is None or running.overdue:
-                log.debug("collector %s: still running from an earlier scrape, not started again", name)
-                return [], False
-            # Another scrape runs it now, within its time: wait for our turn, as long as ours lasts.
-            if not slot.lock.acquire(timeout=max(deadline - self._clock(), 0)):
-                log.debug("collector %s: another scrape held it past this scrape's deadline", name)
-                return [], False
+                log.debug("collector %s: still running from an earlier scrape, not started again",
+                          slot.collector.name)
+                return None
+            return _BUSY
+        return self._submit(slot)
+
+    def _wait_turn(self, slot: _Slot, deadline: float) -> Optional[_Job]:
+        if not slot.lock.acquire(timeout=max(deadline - self._clock(), 0)):
+            log.debug("collector %s: another scrape held it past this scrape's deadline", slot.collector.name)
+            return None
+        return self._submit(slot)
+
+    def _submit(self, slot: _Slot) -> Optional[_Job]:
+        """Run the collector (its lock held by the caller); None if no thread could take it."""
         job = _Job(self._clock())
         slot.job = job
-        worker = threading.Thread(target=self._work, args=(slot, job), name=f"collector-{name}", daemon=True)
         try:
-            worker.start()
+            slot.submit(job, self._work)
         except RuntimeError:  # "can't start new thread": the task limit is reached (many connections)
             slot.job = None
             slot.lock.release()
-            log.warning("collector %s: no thread could be started for it: reported failed", name)
-            return [], False
+            log.warning("collector %s: no thread could be started for it: reported failed", slot.collector.name)
+            return None
+        return job
+
+    def _finish(self, slot: _Slot, job: Optional[_Job], deadline: float, start: float):
+        """(families, ok, seconds it took) of this scrape's run of the collector."""
+        if job is None:
+            return [], False, self._clock() - start
         if job.done.wait(max(deadline - self._clock(), 0)):
-            return job.families, job.ok
+            return job.families, job.ok, job.ended - job.started
         job.overdue = True
-        log.warning("collector %s: no answer within %gs: reported failed, left running", name, self.timeout)
-        return [], False
+        log.warning("collector %s: no answer within %gs: reported failed, left running", slot.collector.name,
+                    self.timeout)
+        return [], False, self._clock() - job.started
 
     def _work(self, slot: _Slot, job: _Job) -> None:
         try:
@@ -185,9 +251,10 @@ class CollectorRunner:
         except Exception:  # one collector must never take the others down
             log.exception("collector %s failed", slot.collector.name)
         finally:
+            job.ended = self._clock()
             if job.overdue:
                 log.warning("collector %s: the run that ran out of time ended after %.1fs",
-                            slot.collector.name, self._clock() - job.started)
+                            slot.collector.name, job.ended - job.started)
             slot.lock.release()
             job.done.set()
 
@@ -208,8 +275,13 @@ class CollectorRunner:
         return old
 
     def close(self) -> None:
+        for slot in self._slots:
+            slot.stop()
         for collector in self.collectors:
             try:
                 collector.close()
             except Exception:
                 log.exception("closing collector %s failed", collector.name)
+
+
+_BUSY = _Job(0.0)  # marker: a concurrent scrape runs the collector now

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from typing import Dict, Iterable, Tuple
 
-import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from minerwatch.collectors.base import Collector, register
@@ -33,6 +32,7 @@ def parse_proc_stat(text: str, ticks: int) -> Tuple[Dict[str, float], int]:
 
 
 def read_psutil() -> Tuple[Dict[str, float], int]:
+    import psutil  # where there is no /proc/stat only
     times = psutil.cpu_times()._asdict()
     modes = {m: times[m] for m in PROC_STAT_MODES if m in times}
     for m in ("interrupt", "dpc"):  # Windows names

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 from typing import Iterable, Optional, Tuple
 
-import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from minerwatch.collectors.base import Collector, Context, register
@@ -109,6 +108,8 @@ class NetworkCollector(Collector):
         if view is not None:
             return view.name, view.user
         try:  # started since the last process scan
+            import psutil
+
             proc = psutil.Process(pid)
             return host_text(proc.name(), 255), host_text(proc.username(), 255)
         except Exception:

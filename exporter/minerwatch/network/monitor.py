@@ -38,6 +38,7 @@ from minerwatch.signatures import Match
 EVIDENCE = ("stratum", "sni", "connect", "list", "dns", "dns_query", "lookup", "port")  # strongest first
 WEAK = frozenset({"port", "lookup"})  # exported, never a signal alone
 SIGNAL = "pool_connection"
+LISTED_CACHE_SIZE = 65536  # remote endpoints whose list verdict is remembered
 HIT_TTL = 300.0  # seconds a sniffed connection not in the socket table is still reported
 
 
@@ -100,6 +101,8 @@ class PoolMonitor:
         self.sniffer_state = SnifferState()
         self._reasons: Dict[int, str] = {}
         self.generation = 0
+        self._listed_for: Optional[PoolList] = None
+        self._listed_cache: Dict = {}
 
     # SignalSource
     def refresh(self) -> None:
@@ -127,6 +130,19 @@ class PoolMonitor:
         if self.resolve_max_names:
             self.resolver.names = self.pools.resolve_names(self.resolve_max_names)
 
+    def _listed(self, remote) -> Optional[Tuple[str, str]]:
+        """pools.match_address, remembered per remote endpoint while the list is the same one (the
+        same endpoints come back scrape after scrape; a CIDR list is scanned once per endpoint)."""
+        if self._listed_for is not self.pools:
+            self._listed_for, self._listed_cache = self.pools, {}
+        cache = self._listed_cache
+        if remote in cache:
+            return cache[remote]
+        if len(cache) >= LISTED_CACHE_SIZE:  # bounded whatever the host connects to
+            cache.clear()
+        listed = cache[remote] = self.pools.match_address(remote.ip, remote.port)
+        return listed
+
     def _evidence(self, conn: Conn, hits, learned, learned_conns) -> List[Tuple[str, str, str]]:
         found = []
         key = (conn.local, conn.remote)
@@ -134,7 +150,7 @@ class PoolMonitor:
         if hit is not None:
             found.append((hit.evidence, hit.pool, hit.detail))
         remote = conn.remote
-        listed = self.pools.match_address(remote.ip, remote.port)
+        listed = self._listed(remote)
         if listed:
             found.append(("list", listed[0], f"{listed[0]} listed at {listed[1]}"))
         for name in self.resolver.names_for(remote.ip):

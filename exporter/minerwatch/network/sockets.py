@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Dict, Iterable, List, NamedTuple, Optional, Set, Tuple
 
-import psutil
 
 from minerwatch.network.pools import canonical_ip
 
@@ -144,11 +143,17 @@ def diag_listeners(family: int) -> Set[Endpoint]:
     return listening
 
 
-def diag_connections(family: int, listening: Set[Endpoint], out: List[Conn]) -> int:
+def diag_connections(family: int, listening: Set[Endpoint], out: List[Conn],
+                     known: Optional[Dict[int, Conn]] = None, kept: Optional[Dict[int, Conn]] = None) -> int:
     """Append to `out` the connections of one address family in ESTABLISHED or SYN_SENT that no
     local listener accepted (`listening`: of every family); returns how many connections there
-    were in all, the accepted ones too. A connection is only built for what is kept."""
+    were in all, the accepted ones too. A connection is only built for what is kept.
+
+    `known`: the connections of the last dump by inode. A socket found there in the same state is
+    that very connection (an inode names one socket for its life): the same object goes to `out`,
+    with nothing decoded again. Every connection kept is also put in `kept` by inode."""
     ports = {e.port for e in listening if e.ip in _WILDCARDS}
+    known = known if known is not None else {}
     seen = 0
     names = _DIAG_STATES
     for data in _diag_dump(family, (1 << TCP_ESTABLISHED) | (1 << TCP_SYN_SENT)):
@@ -167,11 +172,18 @@ def diag_connections(family: int, listening: Set[Endpoint], out: List[Conn]) -> 
                 msg = offset + _NLMSG.size
                 sport, dport = _PORTS.unpack_from(data, msg + 4)
                 if sport not in ports:  # else accepted by a listener on every address
-                    local = _new_endpoint((_diag_address(fam, data[msg + 8 : msg + 24]), sport))
-                    if local not in listening:  # else accepted by a listener on this address
-                        uid, inode = _OWNER.unpack_from(data, msg + 64)
-                        remote = _new_endpoint((_diag_address(fam, data[msg + 24 : msg + 40]), dport))
-                        out.append(Conn(local, remote, name, uid, inode))
+                    uid, inode = _OWNER.unpack_from(data, msg + 64)
+                    conn = known.get(inode) if inode else None
+                    if conn is None or conn.state != name or conn.local.port != sport or conn.remote.port != dport:
+                        conn = None
+                        local = _new_endpoint((_diag_address(fam, data[msg + 8 : msg + 24]), sport))
+                        if local not in listening:  # else accepted by a listener on this address
+                            remote = _new_endpoint((_diag_address(fam, data[msg + 24 : msg + 40]), dport))
+                            conn = Conn(local, remote, name, uid, inode)
+                    if conn is not None:
+                        out.append(conn)
+                        if kept is not None and inode:
+                            kept[inode] = conn
             offset = offset_next
     return seen
 
@@ -292,6 +304,7 @@ class ProcNetSockets:
         self.procfs = procfs
         self.owners = InodeOwners(procfs)
         self.sockets_seen = 0
+        self._known: Dict[int, Conn] = {}  # the last dump's connections by inode
         # Netlink answers for the exporter's own network namespace: use it when that is the one
         # /proc describes. Another /proc (a host's, mounted into a container) means text tables.
         self.netlink = (os.path.realpath(procfs) == "/proc") if netlink is None else netlink
@@ -313,7 +326,9 @@ class ProcNetSockets:
         for family in families:  # first, so accepted connections are dropped while parsing
             listening |= diag_listeners(family)
         conns: List[Conn] = []
-        self.sockets_seen = sum(diag_connections(family, listening, conns) for family in families)
+        kept: Dict[int, Conn] = {}
+        self.sockets_seen = sum(diag_connections(family, listening, conns, self._known, kept) for family in families)
+        self._known = kept  # closed connections are forgotten
         return conns
 
     def connections(self) -> List[Conn]:
@@ -352,6 +367,8 @@ class PsutilSockets:
         self.fd_reads_total = 0  # psutil reads /proc/PID/fd itself on Linux; not counted here
 
     def connections(self) -> List[Conn]:
+        import psutil  # the portable path only
+
         conns: List[Conn] = []
         listening: Set[Endpoint] = set()
         states = {psutil.CONN_ESTABLISHED: "established", psutil.CONN_SYN_SENT: "syn_sent"}

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import calendar
 import re
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -55,9 +54,11 @@ def parse_time(text: str) -> float:
 
 def parse_event(xml: str) -> Optional[ExclusionEvent]:
     """One rendered 5007 event; None when it changed something other than an exclusion."""
+    from xml.etree import ElementTree  # only where there are events: not loaded on Linux
+
     try:
-        root = ET.fromstring(xml)
-    except ET.ParseError:
+        root = ElementTree.fromstring(xml)
+    except ElementTree.ParseError:
         return None
     system = root.find(f"{_NS}System")
     if system is None:
