@@ -8,24 +8,30 @@ The same file works for node_exporter and minerwatch:
 Relative file names are read from the config file's directory, as exporter-toolkit reads them.
 What Python's ssl module cannot do the way Go's crypto/tls does (HTTP/2, TLS 1.3 suite choice,
 more than one curve) is refused with a one-line error rather than silently ignored.
+
+ssl is imported only when a file asks for TLS: loading it maps libssl and libcrypto into every
+exporter, and most desks serve plain HTTP.
 """
 
 from __future__ import annotations
 
 import os
-import ssl
-from typing import Dict, Optional
+from typing import TYPE_CHECKING, Dict, Optional
 
 from minerwatch.yaml_file import Node, load_yaml
 from minerwatch.web_auth import BasicAuth, bcrypt_cost
 
+if TYPE_CHECKING:
+    import ssl
+
+# Names of ssl's constants, looked up once TLS is asked for.
 CLIENT_AUTH = {
-    "NoClientCert": ssl.CERT_NONE,
-    "RequestClientCert": ssl.CERT_OPTIONAL,
-    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
-    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+    "NoClientCert": "CERT_NONE",
+    "RequestClientCert": "CERT_OPTIONAL",
+    "VerifyClientCertIfGiven": "CERT_OPTIONAL",
+    "RequireAndVerifyClientCert": "CERT_REQUIRED",
 }
-TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
+TLS_VERSIONS = {"TLS12": "TLSv1_2", "TLS13": "TLSv1_3"}
 OBSOLETE_TLS = ("TLS10", "TLS11")
 # Go's names (crypto/tls CipherSuites) for TLS 1.2 suites, and OpenSSL's name for each.
 CIPHER_SUITES = {
@@ -59,7 +65,7 @@ HEADERS = {
 class WebConfig:
     """What the server needs from the file: a TLS context, basic-auth users, extra headers."""
 
-    def __init__(self, tls: Optional[ssl.SSLContext] = None, users: Optional[Dict[str, bytes]] = None,
+    def __init__(self, tls: Optional["ssl.SSLContext"] = None, users: Optional[Dict[str, bytes]] = None,
                  headers: Optional[Dict[str, str]] = None):
         self.tls = tls
         self.users = users or {}
@@ -114,16 +120,20 @@ def _http_server_config(node: Node) -> Dict[str, str]:
     return headers
 
 
-def _tls_version(node: Node) -> ssl.TLSVersion:
+def _tls_version(node: Node) -> "ssl.TLSVersion":
+    import ssl
+
     name = node.string()
     if name in OBSOLETE_TLS:
         raise node.error(f"{name} is obsolete (RFC 8996) and not offered; use TLS12 or TLS13")
     if name not in TLS_VERSIONS:
         raise node.error(f"must be one of {', '.join(TLS_VERSIONS)}")
-    return TLS_VERSIONS[name]
+    return ssl.TLSVersion[TLS_VERSIONS[name]]
 
 
-def _tls_context(node: Node, directory: str) -> ssl.SSLContext:
+def _tls_context(node: Node, directory: str) -> "ssl.SSLContext":
+    import ssl  # here only: a web config without TLS never loads it
+
     fields = node.mapping(("cert_file", "key_file", "client_auth_type", "client_ca_file", "min_version",
                            "max_version", "cipher_suites", "curve_preferences", "prefer_server_cipher_suites"))
     for required in ("cert_file", "key_file"):
@@ -157,7 +167,7 @@ def _tls_context(node: Node, directory: str) -> ssl.SSLContext:
     auth = fields["client_auth_type"].string() if "client_auth_type" in fields else "NoClientCert"
     if auth not in CLIENT_AUTH:
         raise fields["client_auth_type"].error(f"must be one of {', '.join(CLIENT_AUTH)}")
-    context.verify_mode = CLIENT_AUTH[auth]
+    context.verify_mode = getattr(ssl, CLIENT_AUTH[auth])
     if auth != "NoClientCert":
         if "client_ca_file" not in fields:
             raise node.error("client_ca_file is required when client_auth_type verifies clients")
@@ -170,7 +180,9 @@ def _tls_context(node: Node, directory: str) -> ssl.SSLContext:
     return context
 
 
-def _set_ciphers(context: ssl.SSLContext, node: Node) -> None:
+def _set_ciphers(context: "ssl.SSLContext", node: Node) -> None:
+    import ssl
+
     names = []
     for item in node.items():
         name = item.string()
@@ -187,7 +199,7 @@ def _set_ciphers(context: ssl.SSLContext, node: Node) -> None:
         raise node.error(f"OpenSSL refuses these suites: {exc}") from None
 
 
-def _set_curve(context: ssl.SSLContext, node: Node) -> None:
+def _set_curve(context: "ssl.SSLContext", node: Node) -> None:
     items = node.items()
     if len(items) != 1:
         raise node.error("minerwatch honours exactly one curve (Python's ssl sets a single group); "
