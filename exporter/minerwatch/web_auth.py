@@ -14,11 +14,12 @@ bcrypt is slow on purpose (cost 10 is about 50 ms of one core), so the exporter:
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 from collections import OrderedDict
 from typing import Dict, Optional
+
+from minerwatch.digests import small_sha256
 
 # $2a$, $2b$ or $2y$, a two-digit cost from 04 to 31, then 22 characters of salt and 31 of hash.
 BCRYPT_HASH = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
@@ -56,8 +57,7 @@ class BasicAuth:
     def check(self, user: str, password: bytes) -> Optional[bool]:
         """True or False; None when the check could not get its turn (answer 503, not 401)."""
         hashed = self.users.get(user)
-        key = hashlib.sha256(b"\0".join((user.encode("utf-8", "surrogateescape"), password,
-                                         hashed or b""))).digest()
+        key = small_sha256(b"\0".join((user.encode("utf-8", "surrogateescape"), password, hashed or b"")))
         if hashed is not None and self._cached(key):
             return True
         if not self._bcrypt_lock.acquire(timeout=self._lock_wait):
