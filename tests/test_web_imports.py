@@ -116,12 +116,5 @@ def test_no_minerwatch_module_imports_ssl_or_the_http_and_email_packages(report)
 
 
 def test_serving_plain_http_loads_none_of_them(report):
-    if report["loaded"]:
-        stdlib = ("ssl", "http", "email", "urllib", "wsgiref")
-        roots = sorted({who for who, _ in report["imports"] if not who.split(".")[0] in stdlib})
-        if roots and all(who.startswith("prometheus_client") for who in roots):
-            # Until the exporter stops importing prometheus_client (issue 17's other half: its
-            # exposition module imports urllib.request, which imports all of them).
-            pytest.xfail(f"loaded through {', '.join(roots)}")
-        pytest.fail(f"loaded: {report['loaded']}; imported by: {roots}")
+    assert report["loaded"] == [], report["imports"]
     assert report["mapped"] == []  # and neither libssl nor the _ssl extension is mapped

@@ -8,15 +8,14 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, Iterable, List, Optional
 
-from prometheus_client import PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from minerwatch import __version__, config as config_module
 from minerwatch.allowlist import Allowlist
+from minerwatch.metrics import GaugeMetricFamily, Metric, Registry
 from minerwatch.proc_reader import default_reader
 from minerwatch.process_table import ProcessTable
 from minerwatch.collectors import available
 from minerwatch.collectors.base import Collector, CollectorRunner, Context
+from minerwatch.self_metrics import ProcessMetrics, PythonInfo
 from minerwatch.signatures import Signatures
 
 log = logging.getLogger("minerwatch")
@@ -113,11 +112,11 @@ class BuildInfo:
         return self.collect()
 
 
-def build_registry(runner: CollectorRunner) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
+def build_registry(runner: CollectorRunner) -> Registry:
+    registry = Registry()
     registry.register(BuildInfo())
     registry.register(runner)
     # The exporter's own CPU and memory (process_*), as every Prometheus exporter exposes them.
-    registry.register(PROCESS_COLLECTOR)
-    registry.register(PLATFORM_COLLECTOR)
+    registry.register(ProcessMetrics())
+    registry.register(PythonInfo())
     return registry

@@ -16,11 +16,10 @@ import socket
 import time
 from typing import Callable, Iterable, List, Optional
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from minerwatch import memory
 from minerwatch.app import Options, build_collectors, build_context, enabled_collectors
 from minerwatch.collectors.base import CollectorRunner
+from minerwatch.metrics import GaugeMetricFamily, Metric
 from minerwatch.text import host_text
 
 log = logging.getLogger("minerwatch")

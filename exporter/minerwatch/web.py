@@ -35,14 +35,14 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Dict, Optional, Set, Tuple
 
-from prometheus_client.exposition import choose_encoder
+from minerwatch.exposition import choose_encoder
 
 from minerwatch.text import host_text
 from minerwatch.web_config import WebConfig, load_web_config  # noqa: F401  (the public interface)
 from minerwatch.web_scrape import SharedScrape
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
+    from minerwatch.metrics import Registry
 
 log = logging.getLogger("minerwatch.web")
 
@@ -204,7 +204,7 @@ class ExporterServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, address, registry: "CollectorRegistry", telemetry_path: str, web_config: WebConfig,
+    def __init__(self, address, registry: "Registry", telemetry_path: str, web_config: WebConfig,
                  version: str, max_requests: int = 40, *, header_timeout: float = HEADER_TIMEOUT,
                  idle_timeout: float = IDLE_TIMEOUT, write_timeout: float = WRITE_TIMEOUT):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Callable, Dict, Optional
 
-from prometheus_client import CollectorRegistry
+from minerwatch.metrics import Registry
 
 
 class _Flight:
@@ -21,12 +21,12 @@ class _Flight:
 
 
 class SharedScrape:
-    def __init__(self, registry: CollectorRegistry):
+    def __init__(self, registry: Registry):
         self.registry = registry
         self._lock = threading.Lock()
         self._flights: Dict[str, _Flight] = {}
 
-    def body(self, encoder: Callable[[CollectorRegistry], bytes], content_type: str) -> bytes:
+    def body(self, encoder: Callable[[Registry], bytes], content_type: str) -> bytes:
         """The exposition in `content_type`, from the collection in progress if there is one."""
         with self._lock:
             flight = self._flights.get(content_type)

@@ -23,14 +23,13 @@ import logging
 from dataclasses import dataclass
 from typing import Dict, Iterable, Optional, Tuple
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-
 from minerwatch import rapl
 from minerwatch.collectors.host import busy_seconds, read_cpu
 from minerwatch.collectors.process import LABELS
 from minerwatch.proc_reader import ReadError
 from minerwatch.collectors.base import Collector, Context, register
 from minerwatch.yaml_file import Node, section_fields
+from minerwatch.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 
 log = logging.getLogger("minerwatch.energy")
 

@@ -25,11 +25,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-
 from minerwatch.gpu_reader import DEFAULT_RETRY_SECONDS, GpuProcess, GpuReading, NvmlReader, PynvmlLoader
 from minerwatch.collectors.base import Collector, Context, register
 from minerwatch.yaml_file import Node, section_fields
+from minerwatch.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 
 GPU = ["gpu", "uuid"]
 PROCESS = GPU + ["pid", "name", "user"]

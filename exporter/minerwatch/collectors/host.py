@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 from typing import Dict, Iterable, Tuple
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-
 from minerwatch.collectors.base import Collector, register
+from minerwatch.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 
 # Field order of the "cpu" line of /proc/stat (proc(5)); guest time is already in user/nice.
 PROC_STAT_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")

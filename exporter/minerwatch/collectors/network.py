@@ -23,9 +23,8 @@ from __future__ import annotations
 import logging
 from typing import Iterable, Optional, Tuple
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-
 from minerwatch.collectors.base import Collector, Context, register
+from minerwatch.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 from minerwatch.network.dns_queries import OWNER_RESULTS, QUERY_RESULTS, QueryTracker, endpoint_matcher
 from minerwatch.network.monitor import PoolMonitor
 from minerwatch.network.pools import PoolListLoader, PoolResolver, Resolve, system_resolve

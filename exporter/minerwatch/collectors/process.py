@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-
 from minerwatch.collectors.base import Collector, register
+from minerwatch.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 from minerwatch.top_groups import TopGroups
 
 LABELS = ["pid", "name", "user"]

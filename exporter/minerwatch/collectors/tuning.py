@@ -26,10 +26,9 @@ import re
 from collections import Counter
 from typing import Dict, Iterable, Optional
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from minerwatch import windows
 from minerwatch.collectors.base import Collector, Context, register
+from minerwatch.metrics import GaugeMetricFamily, Metric
 from minerwatch.windows.drivers import FAMILIES, MsrDriverReader
 from minerwatch.windows.privileges import KINDS as HOLDER_KINDS, LockMemoryReader
 

@@ -22,11 +22,10 @@ import logging
 from collections import deque
 from typing import Deque, Dict, Iterable
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-
 from minerwatch import windows
 from minerwatch.antivirus.sources import registry_module
 from minerwatch.collectors.base import Collector, Context, register
+from minerwatch.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 from minerwatch.text import host_text
 from minerwatch.windows.defender_events import ExclusionEvent, ExclusionEventReader
 from minerwatch.windows.service_config import ServiceConfigReader
