@@ -374,7 +374,7 @@ def profile_minerwatch(args, config: str) -> List[Dict[str, object]]:
     import cProfile
     import pstats
 
-    from prometheus_client.exposition import choose_encoder
+    from minerwatch.exposition import choose_encoder
 
     from minerwatch.app import close_collectors
 

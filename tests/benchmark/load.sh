@@ -21,6 +21,6 @@ fi
 
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 fi
 exec .venv/bin/python tests/benchmark/load.py "$@"
