@@ -311,7 +311,7 @@ def test_idle_connections_cost_no_attribution_and_a_match_costs_little(nets, tmp
         owners = net.collector.monitor.sockets.owners
 
         net.scrape()
-        assert net.value("minerwatch_network_sockets") >= 600
+        assert net.value("minerwatch_network_sockets") >= 300  # the 300 client ends; accepted ones not counted
         assert (owners.fd_dirs_total, owners.fd_reads_total) == (0, 0)  # nothing matched: no /proc/PID/fd
 
         miner = start_as("nobody", "idle", "127.0.0.1", pool.port)

@@ -312,9 +312,9 @@ def test_sock_diag_and_proc_net_tcp_agree_on_live_connections():
             s.close()
 
 
-def test_sock_diag_counts_the_accepted_end_but_builds_nothing_for_it():
-    """Listeners come first, so the server end of a local connection is counted (sockets seen)
-    and dropped while the dump is parsed, before a connection object is made for it."""
+def test_sock_diag_leaves_the_accepted_end_out_in_the_kernel():
+    """Listeners come first, so the server end of a local connection is left out by the kernel
+    filter (never sent, never counted) and, were it sent, dropped while the dump is parsed."""
     import socket as so
 
     from minerwatch.network.sockets import diag_connections, diag_listeners
@@ -328,16 +328,74 @@ def test_sock_diag_counts_the_accepted_end_but_builds_nothing_for_it():
     try:
         listening = diag_listeners(so.AF_INET)
         assert Endpoint("127.0.0.1", port) in listening
-        out = []
-        seen = diag_connections(so.AF_INET, listening, out)
         mine = {c.getsockname()[1] for c in clients}
-        kept = [c for c in out if c.local.port in mine]
-        assert sorted(c.local.port for c in kept) == sorted(mine)
-        assert all(c.remote == Endpoint("127.0.0.1", port) and c.state == "established" and c.inode for c in kept)
-        assert not [c for c in out if c.local.port == port]  # the accepted ends: never built
-        assert seen >= len(out) + len(accepted)  # but counted
+        for kernel_filter in (True, False):
+            out = []
+            seen = diag_connections(so.AF_INET, listening, out, kernel_filter=kernel_filter)
+            kept = [c for c in out if c.local.port in mine]
+            assert sorted(c.local.port for c in kept) == sorted(mine)
+            assert all(c.remote == Endpoint("127.0.0.1", port) and c.state == "established" and c.inode for c in kept)
+            assert not [c for c in out if c.local.port == port]  # the accepted ends: never built
+            assert seen == len(out)
     finally:
         for s in clients + accepted + [server]:
+            s.close()
+
+
+def test_the_kernel_filter_leaves_out_exactly_what_a_listener_accepted():
+    """The kernel runs the filter program on every socket of the dump: the ends a listener
+    accepted (wildcard listener: by port; another: by address and port) are not sent, and a
+    connection whose local port is a listener's on another address is sent (a miner may bind
+    there on purpose). Run against the real kernel, which checks the program before it runs it."""
+    import socket as so
+
+    from minerwatch.network import sockets as mod
+
+    wildcard = so.socket()
+    wildcard.setsockopt(so.SOL_SOCKET, so.SO_REUSEADDR, 1)
+    wildcard.bind(("0.0.0.0", 0))
+    wildcard.listen(16)
+    specific = so.socket()
+    specific.bind(("127.0.0.1", 0))
+    specific.listen(16)
+    six = so.socket(so.AF_INET6)
+    six.bind(("::1", 0))
+    six.listen(16)
+    held = [wildcard, specific, six]
+    try:
+        to_wildcard = so.create_connection(("127.0.0.1", wildcard.getsockname()[1]))
+        to_specific = so.create_connection(specific.getsockname())
+        to_six = so.create_connection(("::1", six.getsockname()[1]))
+        # local port = the specific listener's, on another address: an outgoing connection
+        beside = so.socket()
+        beside.bind(("127.0.0.2", specific.getsockname()[1]))
+        beside.connect(("127.0.0.1", wildcard.getsockname()[1]))
+        held += [to_wildcard, to_specific, to_six, beside]
+        held += [wildcard.accept()[0], wildcard.accept()[0], specific.accept()[0], six.accept()[0]]
+        listening = mod.diag_listeners(so.AF_INET) | mod.diag_listeners(so.AF_INET6)
+        assert mod.accepted_filter(listening)
+        ours = {mod.Endpoint(s.getsockname()[0], s.getsockname()[1]) for s in held if s not in (wildcard, specific, six)}
+        for family in (so.AF_INET, so.AF_INET6):
+            sent = []
+            for data in mod._diag_dump(family, 1 << mod.TCP_ESTABLISHED, 0, mod.accepted_filter(listening)):
+                offset = 0
+                while offset <= len(data) - mod._HEAD.size:
+                    length, kind, fam, _ = mod._HEAD.unpack_from(data, offset)
+                    if kind != mod.SOCK_DIAG_BY_FAMILY:
+                        break
+                    msg = offset + mod._NLMSG.size
+                    sport = mod._PORTS.unpack_from(data, msg + 4)[0]
+                    sent.append(mod.Endpoint(mod._diag_address(fam, data[msg + 8 : msg + 24]), sport))
+                    offset += (length + 3) & ~3
+                else:
+                    continue
+                break
+            mine = {e for e in sent if e in ours}
+            expected = {mod.Endpoint(s.getsockname()[0], s.getsockname()[1]) for s in
+                        ((to_wildcard, to_specific, beside) if family == so.AF_INET else (to_six,))}
+            assert mine == expected, (family, mine, expected)
+    finally:
+        for s in held:
             s.close()
 
 
@@ -373,4 +431,29 @@ def test_sock_diag_gives_back_the_same_connection_for_a_socket_it_knew():
         second_client.close()
     finally:
         for s in accepted + [server]:
+            s.close()
+
+
+def test_a_kernel_that_refuses_the_filter_still_gets_netlink_dumps(monkeypatch):
+    """A filter program the kernel refuses (an older audit) costs the filter, not netlink: the
+    dump runs again without it, and parsing drops the accepted ends."""
+    import socket as so
+
+    from minerwatch.network import sockets as mod
+
+    monkeypatch.setattr(mod, "accepted_filter", lambda listening: mod._OP.pack(99, 4, 8))  # no such op
+    server = so.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    client = so.create_connection(server.getsockname())
+    accepted = server.accept()[0]
+    try:
+        table = mod.ProcNetSockets("/proc")
+        conns = table.connections()
+        assert table.netlink and not table.kernel_filter
+        local = mod.Endpoint(*client.getsockname())
+        assert [c.local for c in conns if c.local == local] == [local]
+        assert not [c for c in conns if c.local.port == server.getsockname()[1]]
+    finally:
+        for s in (client, accepted, server):
             s.close()

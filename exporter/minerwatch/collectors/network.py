@@ -253,7 +253,8 @@ class NetworkCollector(Collector):
             "minerwatch_network_sniffer_flows", "Flows in the sniffer's bounded flow table.", value=state.flows
         )
         yield GaugeMetricFamily(
-            "minerwatch_network_sockets", "TCP connections (established or connecting) seen in the last scan.",
+            "minerwatch_network_sockets",
+            "Outgoing TCP connections (established or connecting; not those a local listener accepted) in the last scan.",
             value=self.monitor.sockets.sockets_seen,
         )
         yield CounterMetricFamily(

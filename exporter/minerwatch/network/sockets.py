@@ -102,11 +102,14 @@ def _diag_address(family: int, raw: bytes) -> str:
     return canonical_ip(socket.inet_ntop(socket.AF_INET6, raw))
 
 
-def _diag_dump(family: int, states: int, extensions: int = 0):
+def _diag_dump(family: int, states: int, extensions: int = 0, bytecode: bytes = b""):
     """The buffers of one NETLINK_SOCK_DIAG dump of TCP sockets in `states` (a bit mask), as the
     kernel sends them, whole messages each; the reader stops at NLMSG_DONE (`_end_of_dump`).
-    `extensions`: attributes wanted with each socket (tcp_flows.py asks for INET_DIAG_INFO)."""
+    `extensions`: attributes wanted with each socket (tcp_flows.py asks for INET_DIAG_INFO);
+    `bytecode`: a kernel filter (`accepted_filter`)."""
     request = _REQ.pack(family, socket.IPPROTO_TCP, extensions, 0, states)
+    if bytecode:
+        request += _RTA.pack(_RTA.size + len(bytecode), INET_DIAG_REQ_BYTECODE) + bytecode
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as nl:
         nl.settimeout(5)
         nl.send(_NLMSG.pack(_NLMSG.size + len(request), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
@@ -116,6 +119,54 @@ def _diag_dump(family: int, states: int, extensions: int = 0):
             if not data:
                 raise OSError("sock_diag: connection closed")
             yield data
+
+
+# The kernel's socket filter (inet_diag_bc_run): ops of 4 bytes (code, yes, no), each followed by
+# its operand; "yes" and "no" are byte offsets to jump. Ending exactly at the end dumps the
+# socket, jumping past it skips the socket. The kernel checks a program before it runs it
+# (inet_diag_bc_audit): the chain of "yes" jumps must end exactly at the end, and every "no"
+# jump must land on that chain or at end + 4 (skip).
+INET_DIAG_REQ_BYTECODE = 1
+INET_DIAG_BC_JMP, INET_DIAG_BC_S_GE, INET_DIAG_BC_S_COND = 1, 2, 7
+_RTA = struct.Struct("=HH")  # rtattr: length, type
+_OP = struct.Struct("=BBH")  # inet_diag_bc_op: code, yes, no
+_HOSTCOND = struct.Struct("=BBxxi")  # inet_diag_hostcond: family, prefix_len, port (then the address)
+MAX_FILTERED_LISTENERS = 256  # beyond, no kernel filter (its check is quadratic); Python drops them
+
+
+def accepted_filter(listening: Set[Endpoint]) -> bytes:
+    """A kernel filter that leaves out the sockets a local listener accepted: local port of a
+    wildcard listener, or local address and port of another. Parsing drops exactly these anyway
+    (`diag_connections`); left out in the kernel, they cost neither a message nor a look."""
+    wildcard = sorted({e.port for e in listening if e.ip in _WILDCARDS and e.port < 65535})
+    specific = sorted(e for e in listening if e.ip not in _WILDCARDS)
+    if not wildcard and not specific or len(wildcard) + len(specific) > MAX_FILTERED_LISTENERS:
+        return b""
+    blocks: List[bytes] = []
+    for port in wildcard:
+        # sport >= port ? next op : next block;  sport >= port + 1 ? next block : skip
+        blocks.append(_OP.pack(INET_DIAG_BC_S_GE, 8, 16) + _OP.pack(0, 0, port)
+                      + _OP.pack(INET_DIAG_BC_S_GE, 8, 0) + _OP.pack(0, 0, port + 1))
+    for endpoint in specific:
+        family = socket.AF_INET6 if ":" in endpoint.ip else socket.AF_INET
+        address = socket.inet_pton(family, endpoint.ip)
+        cond = _HOSTCOND.pack(family, 8 * len(address), endpoint.port) + address
+        size = _OP.size + len(cond)
+        # local is the listener's ? the jump that skips : next block;  jump: skip (its "yes"
+        # only walks the checked chain on to the next block)
+        blocks.append(_OP.pack(INET_DIAG_BC_S_COND, size, size + _OP.size) + cond + _OP.pack(INET_DIAG_BC_JMP, 4, 0))
+    program = bytearray(b"".join(blocks))
+    # The "skip" jumps go to the end + 4: patch each with its distance from where it sits.
+    at = 0
+    for port_block in blocks[: len(wildcard)]:
+        second = at + 8
+        _OP.pack_into(program, second, INET_DIAG_BC_S_GE, 8, len(program) - second + 4)
+        at += len(port_block)
+    for block in blocks[len(wildcard):]:
+        jump = at + len(block) - _OP.size
+        _OP.pack_into(program, jump, INET_DIAG_BC_JMP, 4, len(program) - jump + 4)
+        at += len(block)
+    return bytes(program)
 
 
 def _end_of_dump(kind: int, length: int) -> bool:
@@ -144,10 +195,12 @@ def diag_listeners(family: int) -> Set[Endpoint]:
 
 
 def diag_connections(family: int, listening: Set[Endpoint], out: List[Conn],
-                     known: Optional[Dict[int, Conn]] = None, kept: Optional[Dict[int, Conn]] = None) -> int:
+                     known: Optional[Dict[int, Conn]] = None, kept: Optional[Dict[int, Conn]] = None,
+                     kernel_filter: bool = True) -> int:
     """Append to `out` the connections of one address family in ESTABLISHED or SYN_SENT that no
-    local listener accepted (`listening`: of every family); returns how many connections there
-    were in all, the accepted ones too. A connection is only built for what is kept.
+    local listener accepted (`listening`: of every family); returns how many it appended. The
+    kernel leaves the accepted ones out (`accepted_filter`, unless `kernel_filter` is False);
+    parsing drops any it still sends. A connection is only built for what is kept.
 
     `known`: the connections of the last dump by inode. A socket found there in the same state is
     that very connection (an inode names one socket for its life): the same object goes to `out`,
@@ -156,7 +209,8 @@ def diag_connections(family: int, listening: Set[Endpoint], out: List[Conn],
     known = known if known is not None else {}
     seen = 0
     names = _DIAG_STATES
-    for data in _diag_dump(family, (1 << TCP_ESTABLISHED) | (1 << TCP_SYN_SENT)):
+    bytecode = accepted_filter(listening) if kernel_filter else b""
+    for data in _diag_dump(family, (1 << TCP_ESTABLISHED) | (1 << TCP_SYN_SENT), 0, bytecode):
         offset, end = 0, len(data) - _HEAD.size
         while offset <= end:
             length, kind, fam, state = _HEAD.unpack_from(data, offset)
@@ -168,7 +222,6 @@ def diag_connections(family: int, listening: Set[Endpoint], out: List[Conn],
                 name = names.get(state)
             offset_next = offset + ((length + 3) & ~3)
             if name is not None:
-                seen += 1
                 msg = offset + _NLMSG.size
                 sport, dport = _PORTS.unpack_from(data, msg + 4)
                 if sport not in ports:  # else accepted by a listener on every address
@@ -182,6 +235,7 @@ def diag_connections(family: int, listening: Set[Endpoint], out: List[Conn],
                             conn = Conn(local, remote, name, uid, inode)
                     if conn is not None:
                         out.append(conn)
+                        seen += 1
                         if kept is not None and inode:
                             kept[inode] = conn
             offset = offset_next
@@ -305,6 +359,7 @@ class ProcNetSockets:
         self.owners = InodeOwners(procfs)
         self.sockets_seen = 0
         self._known: Dict[int, Conn] = {}  # the last dump's connections by inode
+        self.kernel_filter = True  # leave accepted connections out in the kernel (accepted_filter)
         # Netlink answers for the exporter's own network namespace: use it when that is the one
         # /proc describes. Another /proc (a host's, mounted into a container) means text tables.
         self.netlink = (os.path.realpath(procfs) == "/proc") if netlink is None else netlink
@@ -327,14 +382,25 @@ class ProcNetSockets:
             listening |= diag_listeners(family)
         conns: List[Conn] = []
         kept: Dict[int, Conn] = {}
-        self.sockets_seen = sum(diag_connections(family, listening, conns, self._known, kept) for family in families)
+        try:
+            for family in families:
+                diag_connections(family, listening, conns, self._known, kept, self.kernel_filter)
+        except OSError:
+            if not self.kernel_filter:
+                raise
+            # A kernel that refuses the filter program: parsing alone drops accepted connections.
+            self.kernel_filter = False
+            return self._netlink_connections()
         self._known = kept  # closed connections are forgotten
         return conns
 
     def connections(self) -> List[Conn]:
+        """Outgoing connections (those no local listener accepted); `sockets_seen` counts them."""
         if self.netlink:
             try:
-                return self._netlink_connections()
+                conns = self._netlink_connections()
+                self.sockets_seen = len(conns)
+                return conns
             except OSError:  # no netlink (seccomp, an old kernel): the text tables from now on
                 self.netlink = False
         conns: List[Conn] = []
@@ -343,8 +409,9 @@ class ProcNetSockets:
             c, l = parse_proc_net_tcp(self._table(name))
             conns.extend(c)
             listening |= l
+        conns = outgoing(conns, listening)
         self.sockets_seen = len(conns)
-        return outgoing(conns, listening)
+        return conns
 
     def attribute(self, conns: List[Conn]) -> None:
         """Fill `pid` of these connections only."""
@@ -385,8 +452,9 @@ class PsutilSockets:
             elif c.status in states and c.raddr:
                 remote = Endpoint(canonical_ip(c.raddr.ip), c.raddr.port)
                 conns.append(Conn(local, remote, states[c.status], pid=c.pid))
+        conns = outgoing(conns, listening)
         self.sockets_seen = len(conns)
-        return outgoing(conns, listening)
+        return conns
 
     def attribute(self, conns: List[Conn]) -> None:
         """Nothing to do: psutil gave the pid with the connection."""
