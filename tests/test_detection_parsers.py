@@ -71,3 +71,32 @@ def test_miner_configs_are_recognised_and_secrets_stay_out():
     ini = "url = stratum+ssl://u1:pw@pool.example.net:14433\nuser = 4SECRET\n"
     reason = classify(ini)
     assert reason and "pool.example.net:14433" in reason and "pw" not in reason and "SECRET" not in reason
+
+
+def test_the_trie_regex_finds_what_the_plain_alternation_finds():
+    """The executable scan's regex is factored as a trie (2.5 times faster on a Go binary): at
+    every position it matches what the longest-first alternation matched, words that are
+    prefixes of others and words cut short included."""
+    import random
+    import re
+
+    from minerwatch.exe_content import trie_pattern
+
+    rng = random.Random(17)
+    words = sorted({p for _, p in shipped_patterns()} | {b"abcd", b"abcdef", b"abcdxyz", b"abce", b"zzzz"})
+    plain = re.compile(b"|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)))
+    trie = re.compile(trie_pattern(words))
+    for _ in range(200):
+        parts = []
+        for _ in range(rng.randint(1, 30)):
+            pick = rng.random()
+            if pick < 0.3:
+                parts.append(rng.choice(words))
+            elif pick < 0.5:
+                word = rng.choice(words)
+                parts.append(word[: rng.randint(1, len(word) - 1)])  # cut short
+            else:
+                parts.append(bytes(rng.randrange(256) for _ in range(rng.randint(0, 12))))
+        data = b"".join(parts)
+        assert [(m.start(), m.group(0)) for m in trie.finditer(data)] == \
+               [(m.start(), m.group(0)) for m in plain.finditer(data)]
