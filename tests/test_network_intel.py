@@ -353,3 +353,24 @@ def test_the_monitor_checks_each_remote_endpoint_against_the_list_once(tmp_path)
     monitor.pools = Counting(base.indicators, base.ports, base.resolvable)  # a reload: a new list
     monitor.update(force=True)
     assert Counting.asked == 2 * len(conns)
+
+
+def test_the_static_evidence_shortcut_gives_what_the_full_check_gives(tmp_path):
+    """With nothing sniffed, learned or resolved, a connection's evidence comes from a cache per
+    remote endpoint: the same list as the full check, in the same order."""
+    from minerwatch.network.monitor import PoolMonitor
+    from minerwatch.network.sockets import Conn, Endpoint
+
+    ioc = tmp_path / "iocs.txt"
+    ioc.write_text(IOCS)
+    pools = load_pool_list([(str(ioc), "iocs.txt")])
+    monitor = PoolMonitor(pools, PoolResolver([]), None, min_interval=0)
+    remotes = [("198.51.100.7", 3333), ("198.51.100.7", 443), ("203.0.113.9", 14444), ("192.0.2.1", 3333),
+               ("192.0.2.1", 443), ("198.51.100.9", 3333), ("2001:db8:77::5", 5555), ("2001:db8::9", 14444)]
+    checked = 0
+    for ip, port in remotes:
+        conn = Conn(Endpoint("10.0.0.2", 40000), Endpoint(ip, port), "established")
+        full = monitor._evidence(conn, {}, {}, {})
+        assert list(monitor._static_evidence(conn.remote)) == full, (ip, port)
+        checked += bool(full)
+    assert checked >= 5  # the cases above do carry evidence: list, port, or both

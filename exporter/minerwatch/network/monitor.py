@@ -103,6 +103,7 @@ class PoolMonitor:
         self.generation = 0
         self._listed_for: Optional[PoolList] = None
         self._listed_cache: Dict = {}
+        self._static_cache: Dict = {}
 
     # SignalSource
     def refresh(self) -> None:
@@ -134,7 +135,7 @@ class PoolMonitor:
         """pools.match_address, remembered per remote endpoint while the list is the same one (the
         same endpoints come back scrape after scrape; a CIDR list is scanned once per endpoint)."""
         if self._listed_for is not self.pools:
-            self._listed_for, self._listed_cache = self.pools, {}
+            self._listed_for, self._listed_cache, self._static_cache = self.pools, {}, {}
         cache = self._listed_cache
         if remote in cache:
             return cache[remote]
@@ -142,6 +143,25 @@ class PoolMonitor:
             cache.clear()
         listed = cache[remote] = self.pools.match_address(remote.ip, remote.port)
         return listed
+
+    def _static_evidence(self, remote) -> Tuple[Tuple[str, str, str], ...]:
+        """The evidence that depends on the remote endpoint and the list alone (`list`, `port`),
+        remembered per endpoint while the list is the same one."""
+        if self._listed_for is not self.pools:
+            self._listed_for, self._listed_cache, self._static_cache = self.pools, {}, {}
+        cache = self._static_cache
+        found = cache.get(remote)
+        if found is None:
+            listed = self._listed(remote)
+            evidence = []
+            if listed:
+                evidence.append(("list", listed[0], f"{listed[0]} listed at {listed[1]}"))
+            if remote.port in self.pools.ports:
+                evidence.append(("port", "", f"usual Stratum port {remote.port}"))
+            if len(cache) >= LISTED_CACHE_SIZE:
+                cache.clear()
+            found = cache[remote] = tuple(evidence)
+        return found
 
     def _evidence(self, conn: Conn, hits, learned, learned_conns) -> List[Tuple[str, str, str]]:
         found = []
@@ -180,8 +200,17 @@ class PoolMonitor:
         weak: List[PoolConnection] = []
         seen = set()
         learned_conns: Dict[Tuple, Tuple[str, str, str]] = {}
+        # Nothing sniffed, learned or resolved (most hosts, most scrapes): a connection's evidence
+        # is its endpoint's against the list, one look-up in a cache.
+        static_only = not hits and not state.learned and not self._learned_conns and not self.resolver.address_count
         for conn in self.sockets.connections():
-            evidence = self._evidence(conn, hits, state.learned, learned_conns)
+            if static_only:
+                evidence = self._static_evidence(conn.remote)
+                if not evidence:
+                    continue
+                evidence = list(evidence)
+            else:
+                evidence = self._evidence(conn, hits, state.learned, learned_conns)
             if evidence:
                 seen.add((conn.local, conn.remote))
                 match = PoolConnection(conn, evidence)
