@@ -26,16 +26,17 @@ def test_an_unchanged_stat_line_gives_back_the_same_object(tmp_path):
     proc = build(tmp_path, [idle])
     reader = ProcfsReader(str(proc))
     first = reader.stat(42)
-    assert reader.stat(42) is first  # same line: the caller can skip everything with `is`
+    assert reader.stat(42, first) is first  # same line: the caller can skip everything with `is`
+    assert reader.stat(42) is not first  # the caller keeps what it got, the reader keeps nothing
 
     _rewrite_stat(proc, FakeProcess(**{**idle.__dict__, "utime": 3 + TICKS}))
-    moved = reader.stat(42)
+    moved = reader.stat(42, first)
     assert moved is not first and moved.cpu_seconds == pytest.approx(first.cpu_seconds + 1.0)
     assert moved.start_time is first.start_time  # one float per process life, not one per change
 
     # The pid reused by another process (another start time): a new object, never the old one.
     _rewrite_stat(proc, FakeProcess(**{**idle.__dict__, "comm": "other", "start_ticks": 500}))
-    reused = reader.stat(42)
+    reused = reader.stat(42, moved)
     assert reused is not moved and reused.comm == "other" and reused.start_time != moved.start_time
 
 
@@ -54,8 +55,8 @@ def test_live_idle_process_reads_as_unchanged_and_a_busy_one_does_not(idle_and_b
     reader = ProcfsReader()
     before = {pid: reader.stat(pid) for pid in (idle, busy)}
     time.sleep(0.2)  # 20 clock ticks: the busy one's CPU time moves
-    assert reader.stat(idle) is before[idle]
-    after = reader.stat(busy)
+    assert reader.stat(idle, before[idle]) is before[idle]
+    after = reader.stat(busy, before[busy])
     assert after is not before[busy] and after.cpu_seconds > before[busy].cpu_seconds
 
 
@@ -66,14 +67,14 @@ def test_the_reader_forgets_an_ended_process_and_closes_its_descriptor():
         reader.pids()
         fds_before = len(os.listdir("/proc/self/fd"))
         reader.stat(child.pid)
-        assert child.pid in reader._last and child.pid in reader._fds
+        assert child.pid in reader._fds
         assert len(os.listdir("/proc/self/fd")) == fds_before + 1  # one kept descriptor
     finally:
         stop_pid(child)
     with pytest.raises(ReadError):  # the scan's read of the ended process fails: it is forgotten
         reader.stat(child.pid)
     assert child.pid not in reader.pids()
-    assert child.pid not in reader._last and child.pid not in reader._fds
+    assert child.pid not in reader._fds
     assert len(os.listdir("/proc/self/fd")) == fds_before
 
 
@@ -97,6 +98,24 @@ def test_strings_processes_share_are_kept_once(tmp_path):
     assert a.comm is b.comm and a.exe is b.exe and a.cwd is b.cwd
     assert all(x is y for x, y in zip(a.argv, b.argv))
     assert a.argv == b.argv == ["/usr/bin/sleep", "3600"]
+
+
+def test_idle_processes_hold_no_numbers_of_their_own(tmp_path):
+    """Most processes never ran: their CPU seconds and recent cores are the one shared 0.0 (24
+    bytes a process each otherwise), and the table keeps their argv as one tuple."""
+    from minerwatch.process_table import ProcessTable, ProcessSettings
+    from minerwatch.signatures import Signatures
+
+    same = dict(comm="sleep", argv=["/usr/bin/sleep", "3600"], exe="/usr/bin/sleep", utime=0, stime=0)
+    proc = build(tmp_path, [FakeProcess(101, **same), FakeProcess(102, **same)])
+    reader = ProcfsReader(str(proc))
+    a, b = reader.stat(101), reader.stat(102)
+    assert a.cpu_seconds == 0.0 and a.cpu_seconds is b.cpu_seconds
+    table = ProcessTable(reader, Signatures(), settings=ProcessSettings())
+    first, second = (table.scan() for _ in range(2))
+    views = {v.pid: v for v in second.processes}
+    assert views[101].cpu_cores == 0.0 and views[101].cpu_cores is views[102].cpu_cores
+    assert isinstance(views[101].facts.argv, tuple)
 
 
 def test_a_dropped_reader_closes_its_descriptors():

@@ -203,10 +203,10 @@ class BrokenForOne(CountingReader):
         super().__init__(procfs)
         self.broken_pid, self.in_stat = pid, in_stat
 
-    def stat(self, pid):
+    def stat(self, pid, last=None):
         if self.in_stat and pid == self.broken_pid:
             raise IndexError("list index out of range")
-        return super().stat(pid)
+        return super().stat(pid, last)
 
     def facts(self, stat):
         if stat.pid == self.broken_pid:

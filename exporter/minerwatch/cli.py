@@ -139,6 +139,7 @@ def serve(ctx, listen_address, telemetry_path, web_config_file, max_requests, co
 
     logs.setup(params["log_level"], params["log_format"])
     memory.limit_malloc_arenas()  # before threads start: flat memory under many connections
+    memory.fix_mmap_threshold()  # flat memory however many processes a scan builds blocks for
     # First, before any thread starts: a SIGTERM or SIGHUP during start-up must not kill us. A
     # caller that runs `serve` in a thread of its own (the Windows service) brings its own source.
     given = ctx.find_object(service.SignalSource)

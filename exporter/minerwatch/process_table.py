@@ -258,8 +258,8 @@ class ProcessTable:
         for pid in self.reader.pids():
             entry = entries.get(pid)
             try:
-                stat = self.reader.stat(pid)
                 view = entry.view if entry is not None else None
+                stat = self.reader.stat(pid, view.stat if view is not None else None)
                 if (view is not None and stat is view.stat and entry.cpu_cores == 0.0 and not entry.weak
                         and entry.source_generations == generations):
                     # The same stat line, idle, nothing new from the sources: last scan's view as is.
@@ -357,7 +357,7 @@ class ProcessTable:
         # redacted form, the probe's script and config look-ups) is bounded, so a few processes
         # with megabyte command lines cannot grow the exporter's memory.
         facts.environ = None
-        facts.argv = bounded_argv(facts.argv)
+        facts.argv = tuple(bounded_argv(facts.argv))  # one object, not a list and its item array
         return _Entry(facts=facts, static=static or _NO_SIGNALS, allowlisted=allowlisted)
 
     def _source_signals(self, facts: ProcFacts) -> Dict[str, str]:
@@ -377,11 +377,11 @@ class ProcessTable:
         if then is None:
             # First sight: the lifetime average, until a second sample gives a recent rate.
             age = max(self._wall() - stat.start_time, 1.0)
-            entry.cpu_cores = stat.cpu_seconds / age
+            entry.cpu_cores = stat.cpu_seconds / age or 0.0  # an idle process shares the one 0.0
             entry.baseline_time, entry.baseline_cpu = now, stat.cpu_seconds
             return
         if now - then >= 1.0:  # scrapes closer than a second reuse the last rate
-            entry.cpu_cores = max(stat.cpu_seconds - entry.baseline_cpu, 0.0) / (now - then)
+            entry.cpu_cores = max(stat.cpu_seconds - entry.baseline_cpu, 0.0) / (now - then) or 0.0
             entry.baseline_time, entry.baseline_cpu = now, stat.cpu_seconds
 
     def cmdline(self, facts: ProcFacts) -> str:
