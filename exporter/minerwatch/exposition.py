@@ -161,28 +161,20 @@ def _rewrite(name: str, escaping: str, colon: bool) -> str:
     return "".join(out)
 
 
-def _family_name_uncached(name: str, escaping: str) -> str:
-    """A metric name in HELP/TYPE/UNIT lines (and text samples): quoted under allow-utf-8 when
-    outside the classic set, left alone when inside it except under dots."""
+def _escaped_name(name: str, escaping: str, metric: bool) -> str:
+    """A metric name (HELP/TYPE/UNIT lines and text samples) or a label name: quoted under
+    allow-utf-8 when outside the classic set, left alone when inside it except under dots."""
     if not name:
         return name
-    classic = _CLASSIC_METRIC.match(name) is not None
+    if metric:
+        classic = _CLASSIC_METRIC.match(name) is not None
+    else:
+        classic = _CLASSIC_LABEL.match(name) is not None and not name.startswith("__")
     if escaping == ALLOW_UTF8:
-        return _rewrite(name, escaping, True) if classic else f'"{_rewrite(name, escaping, True)}"'
+        return _rewrite(name, escaping, metric) if classic else f'"{_rewrite(name, escaping, metric)}"'
     if classic and escaping != DOTS:
         return name
-    return _rewrite(name, escaping, True)
-
-
-def _label_name_uncached(name: str, escaping: str) -> str:
-    if not name:
-        return name
-    classic = _CLASSIC_LABEL.match(name) is not None and not name.startswith("__")
-    if escaping == ALLOW_UTF8:
-        return _rewrite(name, escaping, False) if classic else f'"{_rewrite(name, escaping, False)}"'
-    if classic and escaping != DOTS:
-        return name
-    return _rewrite(name, escaping, False)
+    return _rewrite(name, escaping, metric)
 
 
 def _sample_name_uncached(name: str, escaping: str) -> str:
@@ -205,8 +197,8 @@ class _Names:
         return shown
 
 
-_FAMILY_NAMES = {scheme: _Names(_family_name_uncached, scheme) for scheme in _SCHEMES}
-_LABEL_NAMES = {scheme: _Names(_label_name_uncached, scheme) for scheme in _SCHEMES}
+_FAMILY_NAMES = {scheme: _Names(partial(_escaped_name, metric=True), scheme) for scheme in _SCHEMES}
+_LABEL_NAMES = {scheme: _Names(partial(_escaped_name, metric=False), scheme) for scheme in _SCHEMES}
 _SAMPLE_NAMES = {scheme: _Names(_sample_name_uncached, scheme) for scheme in _SCHEMES}
 
 
