@@ -7,12 +7,12 @@ import ssl
 import subprocess
 import threading
 
-import bcrypt
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from minerwatch import web
 from minerwatch.config import ConfigError
+from support.web_auth_config import basic_auth_config
 
 
 def start(web_config=None, path="/metrics"):
@@ -74,10 +74,7 @@ def test_malformed_request_gets_400_and_server_keeps_serving(server):
 
 
 def test_basic_auth(tmp_path):
-    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
-    cfg = tmp_path / "web.yml"
-    cfg.write_text(f"basic_auth_users:\n  prometheus: {hashed}\n")
-    s = start(web.load_web_config(str(cfg)))
+    s = start(web.load_web_config(basic_auth_config(tmp_path, "prometheus", b"s3cret")))
     try:
         def auth(user, password):
             token = base64.b64encode(f"{user}:{password}".encode()).decode()

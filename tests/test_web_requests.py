@@ -7,11 +7,11 @@ import gzip
 import socket
 import threading
 
-import bcrypt
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from minerwatch import web
+from support.web_auth_config import basic_auth_config
 from test_web_http import stop
 
 MAX_LINE = 8192  # the documented limits, spelled out here so a change to web.py shows
@@ -152,10 +152,7 @@ def test_bare_cr_in_a_header_value_is_400(server):
 
 
 def test_header_names_are_case_insensitive(tmp_path):
-    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
-    cfg = tmp_path / "web.yml"
-    cfg.write_text(f"basic_auth_users:\n  prom: '{hashed}'\n")
-    server = start(web.load_web_config(str(cfg)))
+    server = start(web.load_web_config(basic_auth_config(tmp_path, "prom", b"pw")))
     try:
         token = base64.b64encode(b"prom:pw").decode()
         status, headers, body, _ = one(server, request(headers=[("HOST", "x"), ("aUtHoRiZaTiOn", f"Basic {token}"),
