@@ -377,19 +377,10 @@ def test_the_kernel_filter_leaves_out_exactly_what_a_listener_accepted():
         ours = {mod.Endpoint(s.getsockname()[0], s.getsockname()[1]) for s in held if s not in (wildcard, specific, six)}
         for family in (so.AF_INET, so.AF_INET6):
             sent = []
-            for data in mod._diag_dump(family, 1 << mod.TCP_ESTABLISHED, 0, mod.accepted_filter(listening)):
-                offset = 0
-                while offset <= len(data) - mod._HEAD.size:
-                    length, kind, fam, _ = mod._HEAD.unpack_from(data, offset)
-                    if kind != mod.SOCK_DIAG_BY_FAMILY:
-                        break
-                    msg = offset + mod._NLMSG.size
-                    sport = mod._PORTS.unpack_from(data, msg + 4)[0]
-                    sent.append(mod.Endpoint(mod._diag_address(fam, data[msg + 8 : msg + 24]), sport))
-                    offset += (length + 3) & ~3
-                else:
-                    continue
-                break
+            for data, msg, _, fam, _ in mod.diag_messages(family, 1 << mod.TCP_ESTABLISHED, 0,
+                                                          mod.accepted_filter(listening)):
+                sport = mod._PORTS.unpack_from(data, msg + 4)[0]
+                sent.append(mod.Endpoint(mod._diag_address(fam, data[msg + 8 : msg + 24]), sport))
             mine = {e for e in sent if e in ours}
             expected = {mod.Endpoint(s.getsockname()[0], s.getsockname()[1]) for s in
                         ((to_wildcard, to_specific, beside) if family == so.AF_INET else (to_six,))}

@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass
 from typing import Collection, Dict, Optional
 
-from minerwatch.network.sockets import _HEAD, _NLMSG, SOCK_DIAG_BY_FAMILY, TCP_ESTABLISHED, _diag_dump, _end_of_dump
+from minerwatch.network.sockets import TCP_ESTABLISHED, diag_messages
 
 INET_DIAG_INFO = 2
 _MSG_LEN = 72  # inet_diag_msg
@@ -56,21 +56,12 @@ def _info(data: bytes, attr: int, end: int) -> Optional[TcpCounters]:
 def dump_family(family: int, wanted: Optional[Collection[int]] = None) -> Dict[int, TcpCounters]:
     """Counters of the established TCP sockets of one family (only the `wanted` inodes if given)."""
     out: Dict[int, TcpCounters] = {}
-    for data in _diag_dump(family, 1 << TCP_ESTABLISHED, 1 << (INET_DIAG_INFO - 1)):
-        offset, end = 0, len(data) - _HEAD.size
-        while offset <= end:
-            length, kind = _HEAD.unpack_from(data, offset)[:2]
-            if kind != SOCK_DIAG_BY_FAMILY or length < _NLMSG.size:
-                if _end_of_dump(kind, length):
-                    return out
-            else:
-                msg = offset + _NLMSG.size
-                inode = _INODE.unpack_from(data, msg + 68)[0]
-                if wanted is None or inode in wanted:
-                    counters = _info(data, msg + _MSG_LEN, offset + length)
-                    if counters is not None:
-                        out[inode] = counters
-            offset += (length + 3) & ~3
+    for data, msg, end, _, _ in diag_messages(family, 1 << TCP_ESTABLISHED, 1 << (INET_DIAG_INFO - 1)):
+        inode = _INODE.unpack_from(data, msg + 68)[0]
+        if wanted is None or inode in wanted:
+            counters = _info(data, msg + _MSG_LEN, end)
+            if counters is not None:
+                out[inode] = counters
     return out
 
 

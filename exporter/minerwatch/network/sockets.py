@@ -176,21 +176,28 @@ def _end_of_dump(kind: int, length: int) -> bool:
     return kind == NLMSG_DONE or length < _NLMSG.size
 
 
-def diag_listeners(family: int) -> Set[Endpoint]:
-    """Listening TCP endpoints of one address family (sock_diag)."""
-    listening: Set[Endpoint] = set()
-    for data in _diag_dump(family, 1 << TCP_LISTEN):
+def diag_messages(family: int, states: int, extensions: int = 0, bytecode: bytes = b""):
+    """(buffer, offset of the inet_diag_msg, end of the message, family, state) for each socket
+    of one dump (`_diag_dump`'s arguments), until the kernel says it is done."""
+    for data in _diag_dump(family, states, extensions, bytecode):
         offset, end = 0, len(data) - _HEAD.size
         while offset <= end:
             length, kind, fam, state = _HEAD.unpack_from(data, offset)
             if kind != SOCK_DIAG_BY_FAMILY or length < _NLMSG.size:
                 if _end_of_dump(kind, length):
-                    return listening
-            elif state == TCP_LISTEN:
-                msg = offset + _NLMSG.size
-                port = _PORTS.unpack_from(data, msg + 4)[0]
-                listening.add(_new_endpoint((_diag_address(fam, data[msg + 8 : msg + 24]), port)))
+                    return
+            else:
+                yield data, offset + _NLMSG.size, offset + length, fam, state
             offset += (length + 3) & ~3
+
+
+def diag_listeners(family: int) -> Set[Endpoint]:
+    """Listening TCP endpoints of one address family (sock_diag)."""
+    listening: Set[Endpoint] = set()
+    for data, msg, _, fam, state in diag_messages(family, 1 << TCP_LISTEN):
+        if state == TCP_LISTEN:
+            port = _PORTS.unpack_from(data, msg + 4)[0]
+            listening.add(_new_endpoint((_diag_address(fam, data[msg + 8 : msg + 24]), port)))
     return listening
 
 
@@ -210,35 +217,25 @@ def diag_connections(family: int, listening: Set[Endpoint], out: List[Conn],
     seen = 0
     names = _DIAG_STATES
     bytecode = accepted_filter(listening) if kernel_filter else b""
-    for data in _diag_dump(family, (1 << TCP_ESTABLISHED) | (1 << TCP_SYN_SENT), 0, bytecode):
-        offset, end = 0, len(data) - _HEAD.size
-        while offset <= end:
-            length, kind, fam, state = _HEAD.unpack_from(data, offset)
-            if kind != SOCK_DIAG_BY_FAMILY or length < _NLMSG.size:
-                if _end_of_dump(kind, length):
-                    return seen
-                name = None
-            else:
-                name = names.get(state)
-            offset_next = offset + ((length + 3) & ~3)
-            if name is not None:
-                msg = offset + _NLMSG.size
-                sport, dport = _PORTS.unpack_from(data, msg + 4)
-                if sport not in ports:  # else accepted by a listener on every address
-                    uid, inode = _OWNER.unpack_from(data, msg + 64)
-                    conn = known.get(inode) if inode else None
-                    if conn is None or conn.state != name or conn.local.port != sport or conn.remote.port != dport:
-                        conn = None
-                        local = _new_endpoint((_diag_address(fam, data[msg + 8 : msg + 24]), sport))
-                        if local not in listening:  # else accepted by a listener on this address
-                            remote = _new_endpoint((_diag_address(fam, data[msg + 24 : msg + 40]), dport))
-                            conn = Conn(local, remote, name, uid, inode)
-                    if conn is not None:
-                        out.append(conn)
-                        seen += 1
-                        if kept is not None and inode:
-                            kept[inode] = conn
-            offset = offset_next
+    for data, msg, _, fam, state in diag_messages(family, (1 << TCP_ESTABLISHED) | (1 << TCP_SYN_SENT), 0, bytecode):
+        name = names.get(state)
+        if name is None:
+            continue
+        sport, dport = _PORTS.unpack_from(data, msg + 4)
+        if sport in ports:  # accepted by a listener on every address
+            continue
+        uid, inode = _OWNER.unpack_from(data, msg + 64)
+        conn = known.get(inode) if inode else None
+        if conn is None or conn.state != name or conn.local.port != sport or conn.remote.port != dport:
+            local = _new_endpoint((_diag_address(fam, data[msg + 8 : msg + 24]), sport))
+            if local in listening:  # accepted by a listener on this address
+                continue
+            remote = _new_endpoint((_diag_address(fam, data[msg + 24 : msg + 40]), dport))
+            conn = Conn(local, remote, name, uid, inode)
+        out.append(conn)
+        seen += 1
+        if kept is not None and inode:
+            kept[inode] = conn
     return seen
 
 
