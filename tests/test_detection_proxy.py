@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socketserver
 import subprocess
 import sys
 import threading
@@ -22,46 +21,19 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.processes import stop_pid, wait_for
 from minerwatch.app import Options, build_context
 from minerwatch.collectors.network import NetworkCollector
-from minerwatch.network.sniffer import open_packet_socket
-
-
-def _can_sniff() -> bool:
-    try:
-        open_packet_socket().close()
-        return True
-    except (OSError, AttributeError):
-        return False
+from support.nettest import QuietServer, SilentHandler, can_sniff
 
 
 pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sniffer is Linux only"),
-    pytest.mark.skipif(not _can_sniff(), reason="the sniffer needs CAP_NET_RAW"),
+    pytest.mark.skipif(not can_sniff(), reason="the sniffer needs CAP_NET_RAW"),
     pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl"),
 ]
 
 
-class Silent(socketserver.BaseRequestHandler):
-    def handle(self):
-        self.request.settimeout(60)
-        try:
-            while self.request.recv(4096):
-                pass
-        except OSError:
-            pass
-
-
-class Proxy(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
-
-    def handle_error(self, request, client_address):
-        pass
-
-
 @pytest.fixture
 def proxy():
-    server = Proxy(("127.0.0.1", 0), Silent)
+    server = QuietServer(("127.0.0.1", 0), SilentHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server.server_address[1]
     server.shutdown()

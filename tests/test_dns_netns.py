@@ -8,8 +8,6 @@ the exporter's queries is exact. The machine's own resolver is never involved.
 
 from __future__ import annotations
 
-import http.client
-import socketserver
 import subprocess
 import sys
 import threading
@@ -17,47 +15,20 @@ import time
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from support.processes import wait_for
-from minerwatch.network.sniffer import open_packet_socket
 from support import netns
 from support.dnsserver import DnsServer
+from support.nettest import QuietServer, SilentHandler, answering, can_sniff, scrape
 
 NETCLIENT = Path(__file__).resolve().parent / "support" / "netclient.py"
 PORT = 9789  # the exporter's default: the namespace is fresh, nothing else listens there
 
 
-def _can_sniff() -> bool:
-    try:
-        open_packet_socket().close()
-        return True
-    except OSError:
-        return False
-
-
 pytestmark = [
     pytest.mark.skipif(bool(netns.available()), reason=f"no test namespace: {netns.available()}"),
-    pytest.mark.skipif(not _can_sniff(), reason="the sniffer needs CAP_NET_RAW"),
+    pytest.mark.skipif(not can_sniff(), reason="the sniffer needs CAP_NET_RAW"),
 ]
-
-
-class Holder(socketserver.BaseRequestHandler):
-    """A pool stand-in that accepts and keeps the connection open."""
-
-    def handle(self):
-        self.request.settimeout(60)
-        try:
-            while self.request.recv(4096):
-                pass
-        except OSError:
-            pass
-
-
-class Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
 
 
 @pytest.fixture
@@ -67,47 +38,25 @@ def namespace(tmp_path):
     made.close()
 
 
-def scrape(host: str) -> dict:
-    conn = http.client.HTTPConnection(host, PORT, timeout=20)  # no proxy, whatever the environment says
-    try:
-        conn.request("GET", "/metrics")
-        text = conn.getresponse().read().decode()
-    finally:
-        conn.close()
-    out: dict = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out.setdefault(s.name, []).append((s.labels, s.value))
-    return out
-
-
-def answering(host: str) -> bool:
-    try:
-        scrape(host)
-        return True
-    except OSError:
-        return False
-
-
 def test_default_exporter_sends_no_dns_and_attributes_the_hosts_own_pool_lookup(tmp_path, namespace):
     try:
         dns = DnsServer((namespace.host_ip, 53), {"pool.supportxmr.com": [("A", namespace.host_ip, 30)]}).start()
     except OSError as exc:
         pytest.skip(f"cannot serve DNS on {namespace.host_ip}:53: {exc}")
-    pool = Server((namespace.host_ip, 0), Holder)
+    pool = QuietServer((namespace.host_ip, 0), SilentHandler)
     threading.Thread(target=pool.serve_forever, daemon=True).start()
     log = open(tmp_path / "exporter.log", "w")
     try:
         namespace.use_resolver(namespace.host_ip)
         exporter = namespace.popen([sys.executable, "-m", "minerwatch", "serve"], stdout=log,
                                    stderr=subprocess.STDOUT)
-        wait_for(lambda: exporter.poll() is not None or answering(namespace.ns_ip), timeout=30,
+        wait_for(lambda: exporter.poll() is not None or answering(namespace.ns_ip, PORT), timeout=30,
                  what="the exporter in the namespace")
         assert exporter.poll() is None, (tmp_path / "exporter.log").read_text()
 
         # scrapes start every collector's work (the old resolver started with the first one)
         for _ in range(3):
-            samples = scrape(namespace.ns_ip)
+            samples = scrape(namespace.ns_ip, PORT)
             time.sleep(1)
         assert dns.queries == [], "the exporter asked DNS itself"
         assert samples["minerwatch_network_pool_resolve_names"] == [({}, 0.0)]
@@ -122,7 +71,7 @@ def test_default_exporter_sends_no_dns_and_attributes_the_hosts_own_pool_lookup(
         remote = f"{namespace.host_ip}:{pool.server_address[1]}"
 
         def series():
-            found = [labels for labels, _ in scrape(namespace.ns_ip).get("minerwatch_network_pool_connection_info", [])
+            found = [labels for labels, _ in scrape(namespace.ns_ip, PORT).get("minerwatch_network_pool_connection_info", [])
                      if labels["remote"] == remote]
             assert client.poll() is None, "the client exited"
             return found
@@ -132,7 +81,7 @@ def test_default_exporter_sends_no_dns_and_attributes_the_hosts_own_pool_lookup(
                           "evidence": "dns", "pool": "pool.supportxmr.com"}
         # the only query the DNS server ever got is the client's own look-up
         assert dns.queries == [(namespace.ns_ip, "pool.supportxmr.com", "A")]
-        samples = scrape(namespace.ns_ip)
+        samples = scrape(namespace.ns_ip, PORT)
         assert samples["minerwatch_network_pool_addresses"][2] == ({"source": "dns_answers"}, 1.0)
         assert ({"result": "pool"}, 1.0) in samples["minerwatch_network_dns_responses_total"]
         signals = [labels for labels, _ in samples.get("minerwatch_process_signal", [])

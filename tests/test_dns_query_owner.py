@@ -10,17 +10,15 @@ resolver is never involved.
 
 from __future__ import annotations
 
-import http.client
 import subprocess
 import sys
 import time
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from minerwatch.network.sniffer import open_packet_socket
 from support import netns
 from support.dnsserver import DnsServer
+from support.nettest import answering, can_sniff, scrape
 from support.processes import wait_for
 
 PORT = 9789  # the exporter's default: the namespace is fresh, nothing else listens there
@@ -41,17 +39,9 @@ time.sleep(600)
 """
 
 
-def _can_sniff() -> bool:
-    try:
-        open_packet_socket().close()
-        return True
-    except OSError:
-        return False
-
-
 pytestmark = [
     pytest.mark.skipif(bool(netns.available()), reason=f"no test namespace: {netns.available()}"),
-    pytest.mark.skipif(not _can_sniff(), reason="the sniffer needs CAP_NET_RAW"),
+    pytest.mark.skipif(not can_sniff(), reason="the sniffer needs CAP_NET_RAW"),
 ]
 
 
@@ -61,28 +51,6 @@ class FilteringDns(DnsServer):
     def log(self, *args, **kwargs) -> None:
         super().log(*args, **kwargs)
         time.sleep(0.05)
-
-
-def scrape(host: str) -> dict:
-    conn = http.client.HTTPConnection(host, PORT, timeout=20)
-    try:
-        conn.request("GET", "/metrics")
-        text = conn.getresponse().read().decode()
-    finally:
-        conn.close()
-    out: dict = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out.setdefault(s.name, []).append((s.labels, s.value))
-    return out
-
-
-def answering(host: str) -> bool:
-    try:
-        scrape(host)
-        return True
-    except OSError:
-        return False
 
 
 def test_repeated_pool_lookups_name_the_process_and_ordinary_ones_do_not(tmp_path):
@@ -99,7 +67,7 @@ def test_repeated_pool_lookups_name_the_process_and_ordinary_ones_do_not(tmp_pat
             pytest.skip(f"cannot serve DNS on {namespace.host_ip}:53: {exc}")
         namespace.use_resolver(namespace.host_ip)
         exporter = namespace.popen([sys.executable, "-m", "minerwatch", "serve"], stdout=log, stderr=subprocess.STDOUT)
-        wait_for(lambda: exporter.poll() is not None or answering(namespace.ns_ip), timeout=30,
+        wait_for(lambda: exporter.poll() is not None or answering(namespace.ns_ip, PORT), timeout=30,
                  what="the exporter in the namespace")
         assert exporter.poll() is None, (tmp_path / "exporter.log").read_text()
 
@@ -116,7 +84,7 @@ def test_repeated_pool_lookups_name_the_process_and_ordinary_ones_do_not(tmp_pat
 
         def series():
             found = {labels["pid"]: labels for labels, _ in
-                     scrape(namespace.ns_ip).get("minerwatch_network_pool_connection_info", [])
+                     scrape(namespace.ns_ip, PORT).get("minerwatch_network_pool_connection_info", [])
                      if labels["pid"] in askers}
             assert all(p.poll() is None for p in askers.values()), "an asker exited"
             return found if found.get(str(miner.pid), {}).get("evidence") == "dns_query" else None
@@ -131,7 +99,7 @@ def test_repeated_pool_lookups_name_the_process_and_ordinary_ones_do_not(tmp_pat
             assert (found[str(once.pid)]["name"], found[str(once.pid)]["evidence"]) == ("nslookup", "lookup")
         assert str(browser.pid) not in found  # an ordinary name is nothing
 
-        samples = scrape(namespace.ns_ip)
+        samples = scrape(namespace.ns_ip, PORT)
         signals = {(labels["pid"], labels["signal"]) for labels, _ in samples.get("minerwatch_process_signal", [])}
         assert (str(miner.pid), "pool_connection") in signals
         assert (str(once.pid), "pool_connection") not in signals  # a single look-up is weak

@@ -30,9 +30,9 @@ from support.wallets import MONERO_WALLET
 from minerwatch.app import Options, build_context
 from minerwatch.collectors.network import NetworkCollector
 from minerwatch.config import ConfigError
-from minerwatch.network.sniffer import open_packet_socket
 from minerwatch.network.sockets import PsutilSockets
 from support import netns
+from support.nettest import QuietServer, SilentHandler, can_sniff
 from support.pool import PoolServer, StratumHandler
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sockets and /proc")
@@ -40,15 +40,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Li
 NETCLIENT = Path(__file__).resolve().parent / "support" / "netclient.py"
 
 
-def _can_sniff() -> bool:
-    try:
-        open_packet_socket().close()
-        return True
-    except OSError:
-        return False
-
-
-needs_raw = pytest.mark.skipif(not _can_sniff(), reason="the sniffer needs CAP_NET_RAW")
+needs_raw = pytest.mark.skipif(not can_sniff(), reason="the sniffer needs CAP_NET_RAW")
 needs_netns = pytest.mark.skipif(bool(netns.available()), reason=f"no test namespace: {netns.available()}")
 
 
@@ -124,33 +116,12 @@ class ThreadServer:
         self.server.server_close()
 
 
-class SilentHandler(socketserver.BaseRequestHandler):
-    """Accepts and never answers: a TLS client waits in its handshake, connection open."""
-
-    def handle(self):
-        self.request.settimeout(60)
-        try:
-            while self.request.recv(4096):
-                pass
-        except OSError:
-            pass
-
-
-class ThreadingServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
-
-    def handle_error(self, request, client_address):
-        pass  # a client stopped by the test resets its connection: not news
-
-
 class QuietPoolServer(PoolServer):
     def handle_error(self, request, client_address):
         pass
 
 
-class ThreadingServer6(ThreadingServer):
+class ThreadingServer6(QuietServer):
     address_family = socket.AF_INET6
 
 
@@ -230,7 +201,7 @@ def start_as(user: str, *args) -> subprocess.Popen:
 def test_attribution_names_another_users_process(nets, tmp_path, servers):
     # a loopback address of its own, so that only this test's connection is in the network
     address = f"127.{os.getpid() % 200 + 50}.{os.getpid() % 250 + 1}.9"
-    pool = servers(ThreadingServer((address, 0), StratumHandler))
+    pool = servers(QuietServer((address, 0), StratumHandler))
     iocs = ioc_file(tmp_path, f"{address.rsplit('.', 1)[0]}.0/24\n")
     proc = start_as("nobody", "idle", address, pool.port)
     try:
@@ -255,7 +226,7 @@ def test_a_usual_stratum_port_alone_is_weak(nets, pool, spawn):
 def test_resolved_pool_name_gives_dns_evidence(nets, servers, spawn):
     # 127.0.0.1 is a sinkhole answer (ignored); a pool "living" on another loopback address is not
     address = f"127.{os.getpid() % 200 + 50}.{os.getpid() % 250 + 1}.2"
-    pool = servers(ThreadingServer((address, 0), StratumHandler))
+    pool = servers(QuietServer((address, 0), StratumHandler))
     answers = {"pool.supportxmr.com": [address], "gulf.moneroocean.stream": ["127.0.0.1", "0.0.0.0"]}
 
     def resolve(name):
@@ -394,7 +365,7 @@ def test_stratum_leaving_through_an_interface_is_seen(nets, spawn, namespace):
 @needs_raw
 @needs_netns
 def test_a_miner_in_another_namespace_is_reported_without_a_pid(nets, servers, namespace):
-    pool = servers(ThreadingServer((namespace.host_ip, 0), StratumHandler))
+    pool = servers(QuietServer((namespace.host_ip, 0), StratumHandler))
     net = nets("network:\n  sniffer: on\n")
     namespace.popen([sys.executable, NETCLIENT, "cryptonote", namespace.host_ip, pool.port],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -407,7 +378,7 @@ def test_a_miner_in_another_namespace_is_reported_without_a_pid(nets, servers, n
 
 @needs_raw
 def test_tls_client_hello_naming_a_pool_is_caught_by_sni(nets, servers, spawn):
-    silent = servers(ThreadingServer(("127.0.0.1", 0), SilentHandler))
+    silent = servers(QuietServer(("127.0.0.1", 0), SilentHandler))
     net = nets("network:\n  sniffer: on\n")
     client = spawn.start("updater", ["tls", "127.0.0.1", silent.port, "pool.supportxmr.com"], script=NETCLIENT)
     [series] = wait_series(net, client.pid, "the ClientHello")
@@ -419,7 +390,7 @@ def test_tls_client_hello_naming_a_pool_is_caught_by_sni(nets, servers, spawn):
 @needs_raw
 def test_ordinary_http_and_tls_raise_nothing(nets, servers, spawn):
     web = servers(bind(lambda port: http.server.ThreadingHTTPServer(("127.0.0.1", port), OkHandler), 8080))
-    silent = servers(ThreadingServer(("127.0.0.1", 0), SilentHandler))
+    silent = servers(QuietServer(("127.0.0.1", 0), SilentHandler))
     net = nets("network:\n  sniffer: on\n  extra_ports: []\n")
     before = net.value("minerwatch_network_sniffer_packets_total")
     browser = spawn.start("firefox", ["http", "127.0.0.1", web.port], script=NETCLIENT)
