@@ -9,13 +9,13 @@ import ctypes
 import ctypes.util
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 
 from minerwatch import tcp_flows
+from support.loopback import loopback_connections
 
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
 
@@ -90,19 +90,8 @@ def test_pynvml_is_imported_only_when_a_library_loads_and_retried_like_nvmlinit(
     assert lines[0] == "NVIDIA GPUs not readable: nvmlInit: NVML Shared Library Not Found"
 
 
-def _connections(count):
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    held = [server]
-    for _ in range(count):
-        held.append(socket.create_connection(server.getsockname()))
-        held.append(server.accept()[0])
-    return held
-
-
 def test_probe_dump_keeps_only_the_wanted_sockets_with_their_counters():
-    held = _connections(3)
+    held = loopback_connections(3)
     try:
         client = held[1]
         client.sendall(b"x" * 1000)
@@ -123,5 +112,5 @@ def test_no_wanted_sockets_no_dump(monkeypatch):
     def refused(*args):
         raise AssertionError("dumped")
 
-    monkeypatch.setattr(tcp_flows, "_diag_dump", refused)
+    monkeypatch.setattr(tcp_flows, "diag_messages", refused)
     assert tcp_flows.dump(set()) == {}

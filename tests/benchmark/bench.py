@@ -26,6 +26,9 @@ import tempfile
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # tests/: support
+from support.loopback import loopback_connections  # noqa: E402
+
 MIB = 1024 * 1024
 TICK = os.sysconf("SC_CLK_TCK")
 # What Prometheus 2.x sends: the exporter picks its encoding as it would for a real scrape.
@@ -155,22 +158,11 @@ class Idlers:
 def hold_connections(count: int) -> None:
     """Helper process: `count` established loopback connections until stdin closes."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: the parent cleans up, no traceback here
-    need = 2 * count + 64
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < need:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(hard, need)))  # root may raise hard
-        except (ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(128)
-    held = [server]
-    for _ in range(count):
-        held.append(socket.create_connection(server.getsockname()))
-        held.append(server.accept()[0])
+    held = loopback_connections(count)
     print("ready", flush=True)
-    sys.stdin.read()
+    sys.stdin.read()  # held open until the parent closes stdin
+    for sock in held:
+        sock.close()
 
 
 class Connections:

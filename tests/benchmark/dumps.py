@@ -11,28 +11,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
-import socket
 import statistics
+import sys
 import time
 
-from minerwatch import tcp_flows
-from minerwatch.network.sockets import ProcNetSockets
-
-
-def hold(count: int) -> list:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = 2 * count + 64
-    if soft < need:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(128)
-    held = [server]
-    for _ in range(count):
-        held.append(socket.create_connection(server.getsockname()))
-        held.append(server.accept()[0])
-    return held
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # tests/: support
+from minerwatch import tcp_flows  # noqa: E402
+from minerwatch.network.sockets import ProcNetSockets  # noqa: E402
+from support.loopback import loopback_connections  # noqa: E402
 
 
 def timed(fn, rounds: int):
@@ -50,7 +36,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=50)
     args = parser.parse_args()
-    held = hold(args.connections)
+    held = loopback_connections(args.connections)
     try:
         sockets = ProcNetSockets("/proc", netlink=True)
         table = tcp_flows.dump()
