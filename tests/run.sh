@@ -1,7 +1,7 @@
 #!/bin/sh
 # The whole test suite, from a fresh Debian machine: installs Debian's prometheus and
 # prometheus-alertmanager (promtool, amtool and the real servers the tests start), openssl and
-# iproute2 when missing, a virtualenv
+# iproute2 when missing, Debian's python3 libraries the .deb depends on, a virtualenv
 # with minerwatch and its test dependencies, then runs pytest. Extra arguments go to pytest.
 set -eu
 cd "$(dirname "$0")/.."
@@ -13,12 +13,17 @@ command -v openssl >/dev/null 2>&1 || missing="$missing openssl"      # test cer
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"          # test network namespaces
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"    # renders the report as a person sees it
 command -v makensis >/dev/null 2>&1 || missing="$missing nsis"        # compiles the Windows installer script
+command -v wixl >/dev/null 2>&1 || missing="$missing wixl"            # builds the MSI...
+command -v msiinfo >/dev/null 2>&1 || missing="$missing msitools"     # ...and reads its tables back
 command -v prometheus-blackbox-exporter >/dev/null 2>&1 || missing="$missing prometheus-blackbox-exporter"  # ping probe
 # the silent-miner stand-in is a small C program speaking TLS; xz and gcc are benign heavy loads
 command -v gcc >/dev/null 2>&1 || missing="$missing gcc"
 [ -f /usr/include/openssl/ssl.h ] || missing="$missing libssl-dev"
 command -v xz >/dev/null 2>&1 || missing="$missing xz-utils"
 python3 -c 'import ensurepip' 2>/dev/null || missing="$missing python3-venv"
+# the .deb test builds and installs the package, which runs on Debian's python3 and its libraries
+/usr/bin/python3 -c 'import psutil, click, yaml, bcrypt' 2>/dev/null ||
+    missing="$missing python3 python3-psutil python3-click python3-yaml python3-bcrypt"
 if [ -n "$missing" ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo
