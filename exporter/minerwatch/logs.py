@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 
@@ -22,15 +23,23 @@ def _fields(record: logging.LogRecord) -> dict:
     return out
 
 
+# A value is quoted when it holds a space, `=`, `"`, a backslash or a control character; inside
+# quotes, control characters (C0, C1 and the Unicode line separators) are escaped as go-logfmt
+# writes them, so one record is always one line whatever a process or packet put in the message.
+_NEEDS_QUOTES = re.compile(r'[\s="\\\x00-\x1f\x7f-\x9f\u2028\u2029]')
+_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f-\x9f\u2028\u2029]')
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def logfmt_value(text: str) -> str:
+    if text and not _NEEDS_QUOTES.search(text):
+        return text
+    return '"' + _ESCAPE.sub(lambda m: _ESCAPES.get(m.group(0)) or f"\\u{ord(m.group(0)):04x}", text) + '"'
+
+
 class LogfmtFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        parts = []
-        for key, value in _fields(record).items():
-            text = str(value)
-            if not text or any(c in text for c in ' ="\\'):
-                text = '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-            parts.append(f"{key}={text}")
-        return " ".join(parts)
+        return " ".join(f"{key}={logfmt_value(str(value))}" for key, value in _fields(record).items())
 
 
 class JsonFormatter(logging.Formatter):
