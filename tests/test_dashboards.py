@@ -305,6 +305,20 @@ def test_links_lead_to_runbooks_and_to_the_host_view(dashboard):
                 assert "job" in columns, panel["title"]
 
 
+@params
+def test_header_links_to_the_other_dashboard_survive_a_grafana_sub_path(dashboard):
+    """Grafana served under a sub-path (root_url .../grafana/) breaks a hand-written `/d/...` header
+    link; a `dashboards` link by tag is built by Grafana with the sub-path in it."""
+    others = []
+    for link in dashboard["links"]:
+        if link["type"] == "link":
+            assert not link["url"].startswith("/"), link  # only absolute URLs outside Grafana
+            continue
+        assert link["type"] == "dashboards", link
+        others += [d["uid"] for d in DASHBOARDS.values() if set(link["tags"]) <= set(d["tags"])]
+    assert others == [uid for uid in DASHBOARDS if uid != dashboard["uid"]]
+
+
 def test_fleet_energy_row_is_filled_and_host_has_the_alert_annotation():
     titles = [p["title"] for p in panels(FLEET)]
     row = titles.index("Estimated energy of suspect processes")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .common import FIRING, FLEET_UID, HOST_UID, Knobs, host_link
 from .grafana import (Selector, dashboard, dashboard_link, datasource_variable, field_link, query_variable, row,
-                      stat, steps, table, target, text, timeseries)
+                      stat, steps, table, tagged_dashboards_link, target, text, timeseries)
 
 F = Selector('job=~"$job"', 'site=~"$site"', 'instance=~"$instance"')
 ALERTS = Selector(FIRING, *F.matchers)("ALERTS")
@@ -244,8 +244,7 @@ def fleet(knobs: Knobs) -> dict:
     ]
     panels = _now(knobs) + _alerts(knobs) + _over_time() + _top(knobs) + _pools(knobs) + _coverage(knobs) + _energy(knobs)
     links = [
-        dashboard_link("Host drill-down", f"/d/{HOST_UID}/minerwatch-host",
-                       "One host: processes, signals, GPU, network, tuning"),
+        tagged_dashboards_link("Host drill-down", HOST_UID, "One host: processes, signals, GPU, network, tuning"),
         dashboard_link("Runbooks", knobs.runbooks()["url"], "What each alert means and what to do", "doc",
                        keep_time=False),
     ]

@@ -46,9 +46,17 @@ def link(title: str, url: str) -> dict:
 
 
 def dashboard_link(title: str, url: str, tooltip: str, icon: str = "dashboard", keep_time: bool = True) -> dict:
-    """A link in the dashboard's header."""
+    """A link in the dashboard's header to a page outside Grafana (an absolute URL)."""
     return {"title": title, "type": "link", "url": url, "tooltip": tooltip, "icon": icon, "tags": [],
             "asDropdown": False, "includeVars": False, "keepTime": keep_time, "targetBlank": not keep_time}
+
+
+def tagged_dashboards_link(title: str, tag: str, tooltip: str) -> dict:
+    """A header link to the dashboards carrying `tag`, as Grafana itself builds it: Grafana makes
+    the URL, so it holds the sub-path where Grafana is served under one (`/grafana/d/...`), which a
+    hand-written `/d/...` link does not."""
+    return {"title": title, "type": "dashboards", "tags": [tag], "tooltip": tooltip, "icon": "dashboard",
+            "asDropdown": False, "includeVars": False, "keepTime": True, "targetBlank": False}
 
 
 def steps(*pairs: Tuple[str, Optional[float]]) -> dict:
@@ -244,7 +252,8 @@ def _layout(items: List) -> List[dict]:
 
 def dashboard(uid: str, title: str, description: str, variables: List[dict], panels: List,
               links: List[dict], annotations: Sequence[dict] = (), time_from: str = "now-6h") -> dict:
-    """The dashboard; `panels` in reading order, a list inside it being a column of panels."""
+    """The dashboard; `panels` in reading order, a list inside it being a column of panels. It is
+    tagged `minerwatch` and with its uid, the tag the other dashboard's header link looks for."""
     panels = _layout(panels)
     return {
         "annotations": {"list": list(annotations)},
@@ -257,7 +266,7 @@ def dashboard(uid: str, title: str, description: str, variables: List[dict], pan
         "panels": panels,
         "refresh": "1m",
         "schemaVersion": SCHEMA_VERSION,
-        "tags": ["minerwatch"],
+        "tags": ["minerwatch", uid],
         "templating": {"list": variables},
         "time": {"from": time_from, "to": "now"},
         "timepicker": {},

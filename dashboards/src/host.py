@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .common import FIRING, FLEET_UID, HOST_UID, Knobs
 from .grafana import (DS, Selector, dashboard, dashboard_link, datasource_variable, mapping, query_variable, row,
-                      stat, steps, table, target, timeseries)
+                      stat, steps, table, tagged_dashboards_link, target, timeseries)
 
 H = Selector('job=~"$job"', 'instance=~"$instance"')
 JOB_ONLY = Selector('job=~"$job"')  # for job-level recording rules, which have no instance label
@@ -216,7 +216,7 @@ def host(knobs: Knobs) -> dict:
     panels = (_verdict(knobs) + _suspects(knobs) + _cpu(knobs) + _gpu(knobs) + _network(knobs)
               + _tuning_and_antivirus(knobs) + _health(knobs))
     links = [
-        dashboard_link("Fleet overview", f"/d/{FLEET_UID}/minerwatch-fleet", "All hosts", "dashboard"),
+        tagged_dashboards_link("Fleet overview", FLEET_UID, "All hosts"),
         dashboard_link("Runbooks", knobs.runbooks()["url"], "What each alert means and what to do", "doc",
                        keep_time=False),
         dashboard_link("Keeping the evidence", knobs.evidence()["url"], "Before touching a suspect process", "doc",
