@@ -16,6 +16,10 @@ What is measured and what is estimated:
   energy_joules_total where present (the exporter says by which method); otherwise estimated
   here: CPU core-seconds times watts per core, GPU share times the board's measured power.
 - cost: energy times a tariff (an option; the default is one region's published tariff).
+
+Prometheus is read through report_prometheus.py, which bounds what a broken or hostile server
+can make the report do; samples that are not finite numbers (NaN, Inf) or not possible for the
+series are left out of every total, and the report lists them (`left_out`).
 """
 
 from __future__ import annotations
@@ -26,19 +30,18 @@ import os
 import re
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import click
 
 from minerwatch import __version__
+from minerwatch.cli import FiniteFloatRange
+from minerwatch.report_prometheus import (DEFAULT_TIMEOUT_SECONDS, MAX_SAMPLE_VALUE, Labels, Prometheus,
+                                          ReportError, Samples, chunks, selector)
 from minerwatch.text import host_text
 
 FORMAT = "minerwatch-report/1"
-CHUNK_SECONDS = 86400  # one query per series kind per day of the period
 MAX_HOLD_SECONDS = 300.0  # a gauge sample stands for at most this long
 # 65 W processor base power of a typical office desktop CPU (Intel Core i5-12400, 6 cores, per
 # Intel's specification) / 6 cores = 10.8 W a busy core, rounded down so the estimate errs low.
@@ -53,13 +56,8 @@ DEFAULT_TARIFF_KZT_PER_KWH = 75.42
 TARIFF_SOURCE = ("budget-financed organisations, Kostanay region, from 2025-01-01, with VAT "
                  "(regional supplier's published price; not verified against the regulator)")
 JOULES_PER_KWH = 3.6e6
-
-Labels = Tuple[Tuple[str, str], ...]
-Samples = List[Tuple[float, float]]
-
-
-class ReportError(Exception):
-    """Bad input or an unusable Prometheus; one line, exit status 2."""
+LAST_TIME = 4102444800.0  # 2100-01-01T00:00:00Z: later (or inf, from now-1e400d) is a typing error
+LEFT_OUT_LISTED = 100  # series named in the report's list of left-out samples; the rest counted
 
 
 # -- time ----------------------------------------------------------------------------------------
@@ -67,7 +65,13 @@ class ReportError(Exception):
 
 def parse_time(text: str, now: float, utc_offset_hours: float) -> float:
     """Epoch seconds from `now`, `now-14d`, epoch seconds, RFC 3339, or a date (office midnight)."""
-    text = text.strip()
+    epoch = _parse_time(text.strip(), now, utc_offset_hours)
+    if not 0 <= epoch <= LAST_TIME:
+        raise ValueError("must lie between 1970 and 2100")
+    return epoch
+
+
+def _parse_time(text: str, now: float, utc_offset_hours: float) -> float:
     m = re.fullmatch(r"now(?:-(\d+(?:\.\d+)?)([smhdw]))?", text)
     if m:
         if not m.group(1):
@@ -141,76 +145,6 @@ def parse_office_hours(text: str) -> Tuple[int, int]:
     if not 0 <= start < end <= 86400:
         raise ValueError("start must come before end, both within one day")
     return start, end
-
-
-# -- Prometheus ----------------------------------------------------------------------------------
-
-
-class Prometheus:
-    """The few HTTP API calls a report needs; every failure is a ReportError naming the URL."""
-
-    def __init__(self, url: str, timeout: float = 60.0):
-        if not re.match(r"https?://[^/]+", url):
-            raise ReportError(f"--prometheus: not an http(s) URL: {url}")
-        self.url = url.rstrip("/")
-        self.timeout = timeout
-
-    def get(self, path: str, params: List[Tuple[str, str]]):
-        url = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
-        try:
-            with urllib.request.urlopen(url, timeout=self.timeout) as response:
-                body = json.load(response)
-        except urllib.error.HTTPError as exc:
-            try:
-                detail = json.load(exc).get("error", "")
-            except ValueError:
-                detail = ""
-            raise ReportError(f"Prometheus at {self.url} answered {exc.code}: {detail or exc.reason}")
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ReportError(f"cannot reach Prometheus at {self.url}: {reason}")
-        except ValueError:
-            raise ReportError(f"{self.url} did not answer like a Prometheus server (no JSON)")
-        if body.get("status") != "success":
-            raise ReportError(f"Prometheus at {self.url}: {body.get('error', 'query failed')}")
-        return body["data"]
-
-    def series(self, selector: str, start: float, end: float) -> List[dict]:
-        return self.get("/api/v1/series", [("match[]", selector), ("start", f"{start:.3f}"), ("end", f"{end:.3f}")])
-
-    def instances(self, start: float, end: float) -> List[str]:
-        return self.get("/api/v1/label/instance/values",
-                        [("match[]", '{__name__=~"minerwatch_.+"}'), ("start", f"{start:.3f}"), ("end", f"{end:.3f}")])
-
-    def raw(self, selector: str, start: float, end: float, chunk: float = CHUNK_SECONDS,
-            progress: Callable[[], None] = lambda: None) -> Dict[Labels, Samples]:
-        """Every sample of the matching series in [start, end], one query per time chunk."""
-        out: Dict[Labels, Dict[float, float]] = {}
-        t = start
-        while t < end:
-            stop = min(t + chunk, end)
-            window = max(int(round(stop - t)), 1)
-            data = self.get("/api/v1/query", [("query", f"{selector}[{window}s]"), ("time", f"{stop:.3f}")])
-            for item in data["result"]:
-                labels = tuple(sorted((k, v) for k, v in item["metric"].items() if k != "__name__"))
-                values = out.setdefault(labels, {})
-                for ts, value in item.get("values", []):
-                    if start <= float(ts) <= end:
-                        values[float(ts)] = float(value)
-            progress()
-            t = stop
-        return {labels: sorted(values.items()) for labels, values in out.items()}
-
-
-def chunks(start: float, end: float, chunk: float = CHUNK_SECONDS) -> int:
-    return max(1, int(-(-(end - start) // chunk)))
-
-
-def selector(name: str, **labels: str) -> str:
-    def quote(value: str) -> str:
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-    return name + "{" + ",".join(f"{k}={quote(v)}" for k, v in labels.items()) + "}"
 
 
 # -- totals --------------------------------------------------------------------------------------
@@ -344,7 +278,9 @@ def fetch(settings: Settings, client: Prometheus, progress_bar=None) -> Dict[str
     return out
 
 
-def build(settings: Settings, data: Dict[str, Dict[Labels, Samples]], generated: float) -> dict:
+def build(settings: Settings, data: Dict[str, Dict[Labels, Samples]], generated: float,
+          left_out: Optional[Dict[Tuple[str, Labels], List[int]]] = None) -> dict:
+    """The report's document; `left_out` is Prometheus.left_out: samples no total includes."""
     office, bucket = settings.office, bucket_seconds(settings.end - settings.start)
     processes: Dict[str, dict] = {}
 
@@ -352,8 +288,9 @@ def build(settings: Settings, data: Dict[str, Dict[Labels, Samples]], generated:
         d = dict(labels)
         pid = d.get("pid", "")
         entry = processes.setdefault(pid, {
-            "pid": int(pid) if pid.isdigit() else pid, "names": set(), "users": set(), "exes": {},
-            "cmdlines": set(), "signals": set(), "pools": set(), "wallets": set(), "seen": [],
+            # str.isdigit() takes "²" too, which int() refuses: only ASCII digits are a pid
+            "pid": int(pid) if re.fullmatch(r"[0-9]{1,10}", pid) else host_text(pid, 32),
+            "names": set(), "users": set(), "exes": {}, "cmdlines": set(), "signals": set(), "pools": set(), "wallets": set(), "seen": [],
             "cpu": Split(), "gpu": Split(), "cpu_energy": Split(), "gpu_energy": Split(),
             "cpu_energy_methods": set(), "gpu_energy_measured": False,
         })
@@ -423,7 +360,7 @@ def build(settings: Settings, data: Dict[str, Dict[Labels, Samples]], generated:
         "format": FORMAT,
         "minerwatch_version": __version__,
         "generated_at": iso(generated),
-        "prometheus": settings.prometheus,
+        "prometheus": host_text(settings.prometheus, 256),
         "instance": host_text(settings.instance, 256),
         "pid": settings.pid,
         "from": iso(settings.start),
@@ -449,6 +386,31 @@ def build(settings: Settings, data: Dict[str, Dict[Labels, Samples]], generated:
             "gpu_share": _series(totals["gpu"], bucket),
         },
         "method": method_text(settings),
+        "left_out": left_out_section(left_out or {}),
+    }
+
+
+def left_out_section(left_out: Dict[Tuple[str, Labels], List[int]]) -> dict:
+    """Which series had samples left out of the totals, and how many (the most first)."""
+    listed = sorted(left_out.items(), key=lambda kv: (-sum(kv[1]), kv[0]))
+    not_finite = sum(n for n, _ in left_out.values())
+    out_of_range = sum(n for _, n in left_out.values())
+    parts = []
+    if not_finite:
+        parts.append(f"{not_finite} sample{'s' if not_finite != 1 else ''} not finite (NaN, +Inf or -Inf)")
+    if out_of_range:
+        parts.append(f"{out_of_range} sample{'s' if out_of_range != 1 else ''} negative or above "
+                     f"{MAX_SAMPLE_VALUE:g}, which these series cannot hold")
+    statement = (f"{' and '.join(parts)}, in {len(left_out)} series, were left out of every total."
+                 if parts else "No sample was left out.")
+    return {
+        "samples": not_finite + out_of_range,
+        "not_finite": not_finite,
+        "out_of_range": out_of_range,
+        "series_count": len(left_out),
+        "series": [{"metric": metric, "labels": dict(labels), "not_finite": counts[0], "out_of_range": counts[1]}
+                   for (metric, labels), counts in listed[:LEFT_OUT_LISTED]],
+        "statement": statement,
     }
 
 
@@ -519,6 +481,9 @@ def method_text(settings: Settings) -> dict:
             f"sample held until the next, at most {MAX_HOLD_SECONDS:g} s.",
             "Office and off hours: each interval between samples is split by the share of it "
             f"inside office hours ({settings.office.describe()}).",
+            "Samples that are not finite numbers (NaN, +Inf, -Inf) or that these series cannot hold "
+            f"(negative, above {MAX_SAMPLE_VALUE:g}) are left out of every total; the report lists "
+            "them by series.",
         ],
         "estimated": [
             f"CPU energy, where the exporter has no energy counter: core-seconds x "
@@ -555,16 +520,21 @@ def _days(text: str) -> Tuple[int, ...]:
 @click.option("--to", "end", default="now", show_default=True, help="End, in the same forms.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Directory for report.html and report.json (created if missing).")
-@click.option("--energy.watts-per-core", "watts", type=click.FloatRange(min=0), default=DEFAULT_WATTS_PER_CORE,
+# Ranges keep every total finite: the exporter's own energy.cpu_watts_per_core range, and a
+# tariff over a thousand times any published one.
+@click.option("--energy.watts-per-core", "watts", type=FiniteFloatRange(0, 1000), default=DEFAULT_WATTS_PER_CORE,
               show_default=True, help="Watts one busy CPU core draws, for the CPU energy estimate.")
-@click.option("--energy.tariff", "tariff", type=click.FloatRange(min=0), default=DEFAULT_TARIFF_KZT_PER_KWH,
+@click.option("--energy.tariff", "tariff", type=FiniteFloatRange(0, 100000), default=DEFAULT_TARIFF_KZT_PER_KWH,
               show_default=True, help="Tenge per kWh.")
-@click.option("--office.utc-offset-hours", "offset", type=click.FloatRange(-12, 14), default=5.0, show_default=True,
+@click.option("--timeout", "timeout", type=FiniteFloatRange(1, 86400), default=DEFAULT_TIMEOUT_SECONDS,
+              show_default=True, help="Seconds all the queries to Prometheus may take together; then the "
+              "report gives up (raise it for periods of months).")
+@click.option("--office.utc-offset-hours", "offset", type=FiniteFloatRange(-12, 14), default=5.0, show_default=True,
               help="Office time zone as hours from UTC (rules/config.yml officeHours.utcOffsetHours).")
 @click.option("--office.hours", "hours", default="09:00-18:00", show_default=True, help="Office hours, local time.")
 @click.option("--office.days", "days", default="1,2,3,4,5", show_default=True,
               help="Office days, 0 = Sunday ... 6 = Saturday.")
-def report(prometheus_url, instance, pid, start, end, out_dir, watts, tariff, offset, hours, days):
+def report(prometheus_url, instance, pid, start, end, out_dir, watts, tariff, timeout, offset, hours, days):
     """Write an HTML report (and its JSON) of what a miner on one host cost, from Prometheus."""
     from minerwatch import report_html
 
@@ -590,7 +560,7 @@ def report(prometheus_url, instance, pid, start, end, out_dir, watts, tariff, of
                                  param_hint="'--from'/'--to'")
     settings = Settings(prometheus_url, instance, times["--from"], times["--to"], pid, office, watts, tariff)
     try:
-        client = Prometheus(prometheus_url)
+        client = Prometheus(prometheus_url, timeout)
         total = chunks(settings.start, settings.end) * len(QUERIES)
         if sys.stderr.isatty():  # progress for a person; nothing in logs or pipes
             with click.progressbar(length=total, label="querying Prometheus", file=sys.stderr) as bar:
@@ -599,11 +569,14 @@ def report(prometheus_url, instance, pid, start, end, out_dir, watts, tariff, of
             data = fetch(settings, client)
     except ReportError as exc:
         raise click.UsageError(str(exc))
-    document = build(settings, data, now)
+    document = build(settings, data, now, client.left_out)
     os.makedirs(out_dir, exist_ok=True)
     from minerwatch.evidence import _write_atomic
 
-    _write_atomic(os.path.join(out_dir, "report.json"), [json.dumps(document, indent=2).encode() + b"\n"])
+    # allow_nan=False: every figure is finite (report_prometheus.py leaves out what is not), so
+    # this never fails, and a reader other than Python's never meets NaN.
+    text = json.dumps(document, indent=2, allow_nan=False)
+    _write_atomic(os.path.join(out_dir, "report.json"), [text.encode() + b"\n"])
     _write_atomic(os.path.join(out_dir, "report.html"), [report_html.render(document, office).encode()])
     t = document["totals"]
     click.echo(f"{os.path.join(out_dir, 'report.html')}: {len(document['processes'])} process(es), "

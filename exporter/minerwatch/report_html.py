@@ -82,6 +82,24 @@ def _tags(values) -> str:
     return "".join(f'<span class="tag"><code>{e(v)}</code></span>' for v in values) or "<i>not known</i>"
 
 
+def _left_out(left: dict) -> List[str]:
+    """Samples no total includes, by series: the figures above are without them."""
+    if not left["samples"]:
+        return []
+    parts = [f"<h2>Samples left out</h2><p class='est'>{e(left['statement'])} The figures in this "
+             "report are computed without them.</p>",
+             "<table><tr><th>Series</th><th>Not finite</th><th>Out of range</th></tr>"]
+    for s in left["series"]:
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(s["labels"].items()))
+        parts.append(f"<tr><td><code>{e(s['metric'])}{{{e(labels)}}}</code></td>"
+                     f"<td class='num'>{e(s['not_finite'])}</td><td class='num'>{e(s['out_of_range'])}</td></tr>")
+    more = left["series_count"] - len(left["series"])
+    if more > 0:
+        parts.append(f"<tr><td colspan='3'>and {e(more)} more series (counted above)</td></tr>")
+    parts.append("</table>")
+    return parts
+
+
 def render(doc: dict, office) -> str:
     t = doc["totals"]
     parts = [
@@ -104,6 +122,7 @@ def render(doc: dict, office) -> str:
         "tenge per kWh (estimated)</span></div>",
         "</div>",
     ]
+    parts += _left_out(doc["left_out"])
     for p in doc["processes"]:
         parts.append(f"<h2>Process {e(p['pid'])}: {e(', '.join(p['names']) or '?')}</h2><table>")
         parts.append(_row("First seen / last seen", f"{e(p['first_seen'])} &nbsp;/&nbsp; {e(p['last_seen'])}"))

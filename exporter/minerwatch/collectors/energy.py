@@ -11,6 +11,13 @@ What a miner costs is counted on the host, by the best method it can read:
   core, rounded down so the estimate errs low). It counts only CPU work, never idle draw.
 The GPU's share is counted by the gpu collector from NVML's own energy counter.
 
+A process's counter lasts its whole life (keyed by pid and start time), whatever the suspect
+list does: a miner that dips below the busy threshold and leaves the list keeps its joules, and
+when it is back, the package energy of the time it was away is apportioned to it by its share of
+the host's busy CPU time over all that time (in `cpu_model` its CPU seconds count the same way).
+Processes that ended are forgotten; of those alive but off the list, at most REMEMBERED are kept,
+the longest gone forgotten first, so the table stays bounded.
+
 Sample output:
     minerwatch_host_energy_joules_total{method="rapl"} 51234.5
     minerwatch_process_energy_joules_total{method="rapl",name="xmrig",pid="4242",user="alice"} 812.0
@@ -19,9 +26,10 @@ Sample output:
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Dict, Iterable, NamedTuple, Optional, Tuple
 
 from minerwatch import rapl
 from minerwatch.collectors.host import busy_seconds, read_cpu
@@ -34,6 +42,20 @@ from minerwatch.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 log = logging.getLogger("minerwatch.energy")
 
 DEFAULT_CPU_WATTS_PER_CORE = 10.0
+# Processes alive but off the suspect list whose joules are kept (besides those on it): a
+# handful on a real desk; a host spawning more suspects than this can only make the oldest
+# restart from zero, which Prometheus and `minerwatch report` read as a counter reset.
+REMEMBERED = 1000
+
+
+class _Share(NamedTuple):
+    """A process's RAPL apportioning: its CPU seconds, the host's busy CPU seconds and the
+    packages' joules when it was last apportioned, and the joules it has been given so far."""
+
+    cpu: float
+    busy: float
+    package: float
+    joules: float
 
 
 @dataclass(frozen=True)
@@ -57,9 +79,8 @@ class EnergyCollector(Collector):
         self.settings = context.config.energy
         self._rapl = rapl.EnergyCounter()
         self._rapl_reason: Optional[str] = None  # why RAPL is not used, logged once
-        self._busy: Optional[float] = None  # host busy CPU seconds at the last scrape
-        # (pid, start time) -> (CPU seconds at the last scrape, joules apportioned so far)
-        self._processes: Dict[Tuple[int, float], Tuple[float, float]] = {}
+        # (pid, start time) -> its share; in the order last apportioned, the longest ago first
+        self._processes: Dict[Tuple[int, float], _Share] = {}
 
     def _read_rapl(self) -> Optional[float]:
         """Joules the packages used since the last scrape (0 on the first), None without RAPL."""
@@ -76,10 +97,7 @@ class EnergyCollector(Collector):
         watts = self.settings.cpu_watts_per_core
         modes, _ = read_cpu(self.context.procfs)
         busy = busy_seconds(modes)
-        busy_delta = busy - self._busy if self._busy is not None else 0.0
-        self._busy = busy
-        package_joules = self._read_rapl()
-        method = "cpu_model" if package_joules is None else "rapl"
+        method = "cpu_model" if self._read_rapl() is None else "rapl"
 
         host = CounterMetricFamily(
             "minerwatch_host_energy",
@@ -94,10 +112,9 @@ class EnergyCollector(Collector):
             "Power of one busy CPU core in the cpu_model method (energy.cpu_watts_per_core).",
             value=watts,
         )
-        yield self._process_energy(method, package_joules, busy_delta, watts)
+        yield self._process_energy(method, busy, watts)
 
-    def _process_energy(self, method: str, package_joules: Optional[float], busy_delta: float,
-                        watts: float) -> Metric:
+    def _process_energy(self, method: str, busy: float, watts: float) -> Metric:
         family = CounterMetricFamily(
             "minerwatch_process_energy",
             "Estimated energy of a suspect process: its share of RAPL package energy while watched, "
@@ -108,12 +125,13 @@ class EnergyCollector(Collector):
         if table is None:
             return family
         # Which processes are suspect comes from the last scan (the process collector scans once a
-        # scrape, after this collector: the first scrape has none yet); their CPU time is read again now, at the moment the host's counters were read,
-        # so both deltas cover the same interval. One pread each, for at most max_suspects.
+        # scrape, after this collector: the first scrape has none yet); their CPU time is read
+        # again now, at the moment the host's counters were read, so both deltas cover the same
+        # interval. One pread each, for at most max_suspects.
         snapshot = table.last
         if snapshot is None:  # the process collector has not scanned yet: no suspects known
             return family
-        tracked: Dict[Tuple[int, float], Tuple[float, float]] = {}
+        apportioned = 0
         for view in snapshot.suspects[: self.context.config.process.max_suspects]:
             try:
                 stat = table.restat(view.pid)
@@ -121,14 +139,39 @@ class EnergyCollector(Collector):
                 continue
             if stat.start_time != view.stat.start_time:
                 continue  # the pid was reused
-            key = (view.pid, stat.start_time)
             cpu = stat.cpu_seconds
-            last_cpu, joules = self._processes.get(key, (cpu, 0.0))
-            if package_joules is not None and busy_delta > 0:
-                share = min(max(cpu - last_cpu, 0.0) / busy_delta, 1.0)
-                joules += package_joules * share
-            tracked[key] = (cpu, joules)
-            value = joules if method == "rapl" else cpu * watts
+            if method == "rapl":
+                value = self._apportion((view.pid, stat.start_time), cpu, busy)
+                apportioned += 1
+            else:
+                value = cpu * watts
             family.add_metric([str(view.pid), view.name, view.user, method], value)
-        self._processes = tracked  # forget processes that ended or are no longer suspect
+        self._forget(snapshot, apportioned)
         return family
+
+    def _apportion(self, key: Tuple[int, float], cpu: float, busy: float) -> float:
+        """The process's joules now: what it had, plus its share of the packages' energy since it
+        was last apportioned (the last scrape, or before it left the list). Without RAPL the
+        shares wait: they resume over the whole time when RAPL can be read again."""
+        package = self._rapl.joules
+        last = self._processes.pop(key, None)  # put back last: the most recently apportioned
+        joules = 0.0
+        if last is not None:
+            joules = last.joules
+            busy_delta = busy - last.busy
+            if busy_delta > 0:
+                share = min(max(cpu - last.cpu, 0.0) / busy_delta, 1.0)
+                joules += (package - last.package) * share
+        self._processes[key] = _Share(cpu, busy, package, joules)
+        return joules
+
+    def _forget(self, snapshot, apportioned: int) -> None:
+        """Forget processes that ended, then the longest gone beyond REMEMBERED off the list."""
+        if len(self._processes) <= apportioned:
+            return  # every process kept was apportioned this scrape: none is off the list
+        alive = snapshot.by_pid()
+        for key in [k for k in self._processes if k[0] not in alive or alive[k[0]].stat.start_time != k[1]]:
+            del self._processes[key]
+        excess = len(self._processes) - apportioned - REMEMBERED
+        for key in list(itertools.islice(self._processes, max(excess, 0))):
+            del self._processes[key]
