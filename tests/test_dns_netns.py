@@ -78,7 +78,7 @@ def test_default_exporter_sends_no_dns_and_attributes_the_hosts_own_pool_lookup(
 
         [labels] = wait_for(series, timeout=20, what="the connection to the looked-up pool")
         assert labels == {"pid": str(client.pid), "name": "updater", "user": "root", "remote": remote,
-                          "evidence": "dns", "pool": "pool.supportxmr.com"}
+                          "evidence": "dns_answer", "pool": "pool.supportxmr.com"}
         # the only query the DNS server ever got is the client's own look-up
         assert dns.queries == [(namespace.ns_ip, "pool.supportxmr.com", "A")]
         samples = scrape(namespace.ns_ip, PORT)
@@ -86,7 +86,8 @@ def test_default_exporter_sends_no_dns_and_attributes_the_hosts_own_pool_lookup(
         assert ({"result": "pool"}, 1.0) in samples["minerwatch_network_dns_responses_total"]
         signals = [labels for labels, _ in samples.get("minerwatch_process_signal", [])
                    if labels.get("pid") == str(client.pid)]
-        assert "pool_connection" in {s["signal"] for s in signals}  # the process is a suspect
+        # weak evidence: anyone who answers the desk's queries chooses it, so it is no signal alone
+        assert "pool_connection" not in {s["signal"] for s in signals}
     finally:
         namespace.close()
         pool.shutdown()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import socket
 import struct
 
 import pytest
@@ -13,12 +14,14 @@ from minerwatch.network.dns import (
     DNS_AAAA,
     DNS_CNAME,
     DnsLearner,
+    DnsQuery,
     DnsRecord,
     answer_chain,
     parse_dns_response,
     read_name,
 )
-from minerwatch.network.sniffer import Sniffer, build_filter, parse_udp_payload
+from minerwatch.network.sniffer import PACKET_HOST, PACKET_OUTGOING, Sniffer, build_filter, parse_udp_payload
+from minerwatch.network.sockets import Endpoint
 from support.dnsserver import answer, encode_name, record, response
 
 ZONE = {
@@ -135,10 +138,10 @@ def test_random_and_mutated_messages_never_raise():
 # -- packets and the kernel filter ----------------------------------------------------------------
 
 
-def ipv4_udp(payload: bytes, sport=53, dport=40000, frag=0) -> bytes:
+def ipv4_udp(payload: bytes, sport=53, dport=40000, frag=0, src="192.0.2.53", dst="192.0.2.10") -> bytes:
     udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, frag, 64, 17, 0, bytes([192, 0, 2, 53]),
-                       bytes([192, 0, 2, 10])) + udp
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, frag, 64, 17, 0, socket.inet_aton(src),
+                       socket.inet_aton(dst)) + udp
 
 
 def ipv6_udp(payload: bytes, sport=53, dport=40000) -> bytes:
@@ -220,24 +223,34 @@ class Clock:
         return self.now
 
 
+CLIENT, SERVER = Endpoint("192.0.2.10", 40000), Endpoint("192.0.2.53", 53)
+
+
+def learn(learner: DnsLearner, ident: int, name: str, qtype: int, payload: bytes) -> None:
+    """The host asks `name` from CLIENT to SERVER, and `payload` comes back."""
+    learner.sent(CLIENT, SERVER, DnsQuery(ident, name, qtype))
+    learner.feed(payload, CLIENT, SERVER)
+
+
 def test_answers_for_pool_names_are_learned_for_their_ttl_floored_and_capped():
     clock = Clock()
     learner = DnsLearner(pools().match_domain, min_ttl=300, max_ttl=3600, clock=clock)
-    learner.feed(answer(ZONE, 1, "pool.supportxmr.com", 1))
-    learner.feed(answer(ZONE, 2, "innocent.example.net", 1))  # a CNAME to a listed pool
-    learner.feed(answer(ZONE, 3, "www.example.org", 1))  # not a pool
-    learner.feed(answer(ZONE, 4, "blocked.supportxmr.com", 1))  # sinkholed by a DNS filter
-    learner.feed(answer(ZONE, 5, "cdn.supportxmr.com", 1))  # behind a shared CDN
-    learner.feed(b"\x00\x01garbage")
+    learn(learner, 1, "pool.supportxmr.com", 1, answer(ZONE, 1, "pool.supportxmr.com", 1))
+    learn(learner, 2, "innocent.example.net", 1, answer(ZONE, 2, "innocent.example.net", 1))  # a CNAME to a pool
+    learn(learner, 3, "www.example.org", 1, answer(ZONE, 3, "www.example.org", 1))  # not a pool
+    learn(learner, 4, "blocked.supportxmr.com", 1, answer(ZONE, 4, "blocked.supportxmr.com", 1))  # sinkholed
+    learn(learner, 5, "cdn.supportxmr.com", 1, answer(ZONE, 5, "cdn.supportxmr.com", 1))  # behind a shared CDN
+    learner.feed(b"\x00\x01garbage", CLIENT, SERVER)
     live = learner.live()
     assert set(live) == {"198.51.100.7", "198.51.100.9"}
     assert (live["198.51.100.7"].pool, live["198.51.100.7"].name) == ("supportxmr.com", "pool.supportxmr.com")
     assert (live["198.51.100.9"].pool, live["198.51.100.9"].name) == ("gulf.moneroocean.stream",
                                                                       "innocent.example.net")
-    assert dict(learner.responses) == {"pool": 4, "other": 1, "malformed": 1}
+    assert dict(learner.responses) == {"pool": 4, "other": 1, "malformed": 1, "unsolicited": 0, "mismatched": 0}
     assert live["198.51.100.9"].expires == 1000 + 300  # TTL 5: floored
     assert live["198.51.100.7"].expires == 1000 + 300  # TTL 120: floored
-    learner.feed(response(6, "pool.supportxmr.com", 1, [record("pool.supportxmr.com", "A", "198.51.100.7", 86400)]))
+    learn(learner, 6, "pool.supportxmr.com", 1,
+          response(6, "pool.supportxmr.com", 1, [record("pool.supportxmr.com", "A", "198.51.100.7", 86400)]))
     assert learner.live()["198.51.100.7"].expires == 1000 + 3600  # a day: capped
     clock.now += 301
     assert set(learner.live()) == {"198.51.100.7"}
@@ -245,30 +258,82 @@ def test_answers_for_pool_names_are_learned_for_their_ttl_floored_and_capped():
     assert learner.live() == {}
 
 
+def test_a_days_ttl_is_capped_at_ten_minutes_by_default():
+    clock = Clock()
+    learner = DnsLearner(pools().match_domain, clock=clock)
+    learn(learner, 1, "pool.supportxmr.com", 1,
+          response(1, "pool.supportxmr.com", 1, [record("pool.supportxmr.com", "A", "198.51.100.7", 86400)]))
+    assert learner.live()["198.51.100.7"].expires == 1000 + 600
+
+
+def test_only_an_answer_to_an_awaited_query_is_learned():
+    clock = Clock()
+    learner = DnsLearner(pools().match_domain, clock=clock)
+    good = answer(ZONE, 9, "pool.supportxmr.com", 1)
+    learner.feed(good, CLIENT, SERVER)  # nobody asked
+    learner.sent(CLIENT, SERVER, DnsQuery(9, "pool.supportxmr.com", 1))
+    learner.feed(good, CLIENT, Endpoint("192.0.2.66", 53))  # another server
+    learner.feed(good, Endpoint("192.0.2.10", 40001), SERVER)  # another socket
+    learner.feed(answer(ZONE, 10, "pool.supportxmr.com", 1), CLIENT, SERVER)  # another id
+    learner.feed(good, CLIENT, SERVER, unicast=False)  # a broadcast
+    learner.feed(answer(ZONE, 9, "cdn.supportxmr.com", 1), CLIENT, SERVER)  # another question
+    learner.feed(answer(ZONE, 9, "pool.supportxmr.com", 28), CLIENT, SERVER)  # another type
+    assert learner.live() == {}
+    assert dict(learner.responses) == {"pool": 0, "other": 0, "malformed": 0, "unsolicited": 5, "mismatched": 2}
+    learner.feed(good.replace(b"\x04pool\x0bsupportxmr", b"\x04PoOl\x0bSupportXMR"), CLIENT, SERVER)  # 0x20 case
+    assert set(learner.live()) == {"198.51.100.7"}
+    learner.feed(good, CLIENT, SERVER)  # one query, one answer
+    assert learner.responses["pool"] == 1 and learner.responses["unsolicited"] == 6
+    learner.sent(CLIENT, SERVER, DnsQuery(11, "pool.supportxmr.com", 1))
+    clock.now += 5.5  # the stub resolver gave up on it
+    learner.feed(answer(ZONE, 11, "pool.supportxmr.com", 1), CLIENT, SERVER)
+    assert learner.responses["unsolicited"] == 7
+
+
 def test_the_table_is_bounded_and_the_least_recently_answered_goes():
     learner = DnsLearner(pools().match_domain, max_entries=100)
     for i in range(1000):
         address = f"198.18.{i // 250}.{i % 250 + 1}"
-        learner.feed(response(i, f"n{i}.supportxmr.com", 1, [record(f"n{i}.supportxmr.com", "A", address, 60)]))
+        learn(learner, i, f"n{i}.supportxmr.com", 1,
+              response(i, f"n{i}.supportxmr.com", 1, [record(f"n{i}.supportxmr.com", "A", address, 60)]))
     live = learner.live()
     assert len(live) == 100 and learner.evicted_total == 900
     assert "198.18.3.250" in live and "198.18.0.1" not in live
 
 
-def test_the_sniffer_routes_udp_to_the_learner_and_a_bad_packet_to_nothing():
+def test_the_pending_queries_are_bounded():
+    learner = DnsLearner(pools().match_domain)
+    for i in range(5000):
+        learner.sent(Endpoint("192.0.2.10", 1024 + i), SERVER, DnsQuery(i, "pool.supportxmr.com", 1))
+    assert len(learner.pending) == learner.pending.max_entries
+
+
+def test_the_sniffer_learns_answers_to_the_hosts_queries_only():
     sniffer = Sniffer(pools().match_domain)
-    sniffer.feed(ipv4_udp(answer(ZONE, 1, "pool.supportxmr.com", 1)))
+    query = struct.pack("!HHHHHH", 1, 0x0100, 1, 0, 0, 0) + encode_name("pool.supportxmr.com") + b"\0\1\0\1"
+    reply = answer(ZONE, 1, "pool.supportxmr.com", 1)
+    sent = ipv4_udp(query, 40000, 53, src="192.0.2.10", dst="192.0.2.53")
+    sniffer.feed(ipv4_udp(reply))  # before any query: unsolicited
+    sniffer.feed(sent, PACKET_HOST, "eth0")  # as if another host asked a DNS server here
+    sniffer.feed(ipv4_udp(reply))
+    sniffer.feed(sent, PACKET_OUTGOING, "eth0")  # the host's own query
+    sniffer.feed(ipv4_udp(reply), 1, "eth0")  # PACKET_BROADCAST: a broadcast frame
+    sniffer.feed(ipv4_udp(reply, dst="255.255.255.255"), PACKET_HOST, "eth0")  # a broadcast address
+    sniffer.feed(ipv4_udp(reply), PACKET_OUTGOING, "eth0")  # the host answering someone: not read at all
+    assert sniffer.snapshot().learned == {}
+    sniffer.feed(ipv4_udp(reply), PACKET_HOST, "eth0")
     sniffer.feed(ipv4_udp(b"\xff" * 40))
     sniffer.feed(b"\x45")  # not even a header
     state = sniffer.snapshot()
     assert set(state.learned) == {"198.51.100.7"}
-    assert state.dns_responses == {"pool": 1, "other": 0, "malformed": 1}
-    assert state.packets_total == 3
+    assert state.dns_responses == {"pool": 1, "other": 0, "malformed": 1, "unsolicited": 4, "mismatched": 0}
+    assert state.packets_total == 10
 
 
 @pytest.mark.parametrize("ttl", [0, 0xFFFFFFFF])
 def test_zero_and_negative_ttls_still_get_the_floor(ttl):
     clock = Clock()
     learner = DnsLearner(pools().match_domain, min_ttl=300, clock=clock)
-    learner.feed(response(1, "pool.supportxmr.com", 1, [record("pool.supportxmr.com", "A", "198.51.100.7", ttl)]))
+    learn(learner, 1, "pool.supportxmr.com", 1,
+          response(1, "pool.supportxmr.com", 1, [record("pool.supportxmr.com", "A", "198.51.100.7", ttl)]))
     assert learner.live()["198.51.100.7"].expires == 1300

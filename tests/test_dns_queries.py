@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from minerwatch.network.dns import parse_dns_query
+from minerwatch.network.dns import DnsQuery, parse_dns_query
 from minerwatch.network.dns_queries import REPEATS, QueryTracker, endpoint_matcher
 from minerwatch.network.pools import PoolList, parse_indicators
 from minerwatch.network.sniffer import Sniffer
@@ -44,8 +44,8 @@ def query(name: str, ident: int = 7, qtype: int = 1, flags: int = 0x0100) -> byt
 
 
 def test_a_stub_resolvers_query_gives_its_name_and_nothing_else_does():
-    assert parse_dns_query(query("Pool.SupportXMR.com")) == "pool.supportxmr.com"
-    assert parse_dns_query(query("pool.supportxmr.com", qtype=28)) == "pool.supportxmr.com"
+    assert parse_dns_query(query("Pool.SupportXMR.com")) == DnsQuery(7, "pool.supportxmr.com", 1)
+    assert parse_dns_query(query("pool.supportxmr.com", ident=9, qtype=28)) == DnsQuery(9, "pool.supportxmr.com", 28)
     assert parse_dns_query(query("pool.supportxmr.com", flags=0x8180)) is None  # a response
     assert parse_dns_query(query("pool.supportxmr.com", flags=0x2800)) is None  # an UPDATE
     assert parse_dns_query(query("pool.supportxmr.com")[:-2]) is None  # type without class: cut short
@@ -57,7 +57,7 @@ def test_a_stub_resolvers_query_gives_its_name_and_nothing_else_does():
     huge = struct.pack("!HHHHHH", 1, 0x0100, 1, 0, 0, 0) + b"".join(b"\x3f" + b"a" * 63 for _ in range(5)) + b"\0\0\1\0\1"
     assert parse_dns_query(huge) is None  # longer than 255 bytes
     dotted = struct.pack("!HHHHHH", 1, 0x0100, 1, 0, 0, 0) + b"\x13pool.supportxmr.com\0\0\1\0\1"
-    assert parse_dns_query(dotted) == "pool\\046supportxmr\\046com"  # one label with dots is not three
+    assert parse_dns_query(dotted).name == "pool\\046supportxmr\\046com"  # one label with dots is not three
 
 
 def test_endpoints_are_stratum_names_and_named_ioc_endpoints_with_their_subdomains():

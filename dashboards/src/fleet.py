@@ -148,7 +148,7 @@ def _pools(knobs: Knobs) -> list:
                    w=8, axis="connections"),
         table("Pool connections across the fleet", """Every connection to a mining pool now: host, process,
               remote end, the pool it matched (the remote end where no listed name matched) and the evidence
-              (stratum, sni, list, dns; port alone is weak).""",
+              (stratum, sni, connect, list, dns; dns_answer and port alone are weak).""",
               [target(F("instance_pid_remote:minerwatch_network_pool_connection:info"), table=True)],
               [HOST, SITE, ("name", "Process", None), ("pid", "PID", None), ("user", "User", None),
                ("remote", "Remote", None), ("pool", "Pool", None), ("evidence", "Evidence", None), JOB],

@@ -152,7 +152,7 @@ def _network(knobs: Knobs) -> list:
                    [target(flows, "Stratum {{dialect}}"), target(sni, "TLS name of a pool")],
                    w=10, axis="per second"),
         table("Connections to pools", """Each connection to a mining pool: owner process, remote end, the pool it
-              matched and the evidence (stratum, sni, list, dns; port alone is weak).""",
+              matched and the evidence (stratum, sni, connect, list, dns; dns_answer and port alone are weak).""",
               [target(H("minerwatch_network_pool_connection_info"), table=True)],
               [*PROCESS, ("remote", "Remote", None), ("pool", "Pool", None), ("evidence", "Evidence", None)],
               h=5, sort=("PID", False),

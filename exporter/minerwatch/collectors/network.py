@@ -3,13 +3,13 @@
 The work is done in the network package: sockets.py reads the socket table, sniffer.py and
 dns.py read the wire (also proxy CONNECT requests, and the DNS queries of processes:
 dns_queries.py, udp_owners.py), pools.py holds the lists, monitor.py decides which connections go
-to a pool and on what evidence (stratum, sni, connect, list, dns, dns_query; lookup and port are
-weak). This module exports what it found.
+to a pool and on what evidence (stratum, sni, connect, list, dns, dns_query; dns_answer, lookup and
+port are weak). This module exports what it found.
 
 By default the exporter sends no DNS query at all (`resolve_max_names: 0`): ten thousand desks
 asking for mining-pool names every few minutes is itself what DNS filters flag as infection.
-Any evidence but `port` and `lookup` gives the process the `pool_connection` signal (see
-process_table.py).
+Any evidence but `port`, `dns_answer` and `lookup` gives the process the `pool_connection` signal
+(see process_table.py): an address learned from a DNS answer is only as good as whoever answered.
 
 Sample output:
     minerwatch_network_pool_connections 1
@@ -25,6 +25,7 @@ from typing import Iterable, Optional, Tuple
 
 from minerwatch.collectors.base import Collector, Context, register
 from minerwatch.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
+from minerwatch.network.dns import RESPONSE_RESULTS
 from minerwatch.network.dns_queries import OWNER_RESULTS, QUERY_RESULTS, QueryTracker, endpoint_matcher
 from minerwatch.network.monitor import PoolMonitor
 from minerwatch.network.pools import PoolListLoader, PoolResolver, Resolve, system_resolve
@@ -122,7 +123,7 @@ class NetworkCollector(Collector):
             "minerwatch_network_pool_connection_info",
             "A connection to a mining pool, or DNS queries for one: owner process, remote end (the proxy for "
             "connect, the DNS server for dns_query and lookup) and evidence (stratum, sni, connect, list, dns, "
-            "dns_query; lookup and port alone are weak). Capped at process.max_suspects series.",
+            "dns_query; dns_answer, lookup and port alone are weak). Capped at process.max_suspects series.",
             labels=["pid", "name", "user", "remote", "evidence", "pool"],
         )
         for m in matches[: self.max_series]:
@@ -187,7 +188,7 @@ class NetworkCollector(Collector):
         addresses = GaugeMetricFamily(
             "minerwatch_network_pool_addresses",
             "Pool addresses known: listed (IPs, CIDRs, host:port), resolved by this exporter (dns; none by "
-            "default) and learned from DNS answers the host received (dns_answers).",
+            "default) and learned from DNS answers to the host's own queries (dns_answers; weak evidence).",
             labels=["source"],
         )
         addresses.add_metric(["list"], pools.literal_count)
@@ -196,10 +197,12 @@ class NetworkCollector(Collector):
         yield addresses
         responses = CounterMetricFamily(
             "minerwatch_network_dns_responses",
-            "DNS answers the sniffer read, by result: pool (a listed pool name was asked), other, malformed.",
+            "DNS answers the sniffer read, by result: pool (a listed pool name was asked), other, malformed; "
+            "refused, never learned: unsolicited (no query of this host awaits it, or a broadcast, multicast "
+            "or another host's frame), mismatched (an awaited id from the right server, another question).",
             labels=["result"],
         )
-        for result in ("pool", "other", "malformed"):
+        for result in RESPONSE_RESULTS:
             responses.add_metric([result], state.dns_responses.get(result, 0))
         yield responses
         yield GaugeMetricFamily(

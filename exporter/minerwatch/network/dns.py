@@ -4,10 +4,16 @@ answers for listed pool names into pool addresses for a while.
 A miner's owner can hide its settings but the host still asks DNS for the pool; the sniffer
 (sniffer.py) hands each UDP answer from port 53 here. Messages are parsed defensively:
 compression pointers may only point backwards (no loops), names stop at 255 bytes, record counts
-are capped, and a truncated message keeps what was whole. Learned addresses live in a
-fixed-size table, each for its record's TTL (floored and capped); sinkhole and shared CDN
-answers are never learned. `minerwatch resolve-pools` (resolve.py) parses its answers here too.
-Queries the host sends (UDP to port 53) are read with the same name reader (dns_queries.py).
+are capped, and a truncated message keeps what was whole.
+
+Anyone who can put a datagram on the wire can write a DNS answer, so an answer is learned only
+when it answers a query this host sent and still awaits (dns_pending.py: same client address and
+port, same server, same id, same question); the others are counted as `unsolicited` or
+`mismatched` and never learned. Even so a learned address is weak evidence (`dns_answer`): the
+host's own user can ask a DNS server of their own and get any answer back. Learned addresses
+live in a fixed-size table, each for its record's TTL (floored and capped); sinkhole and shared
+CDN answers are never learned. `minerwatch resolve-pools` (resolve.py) parses its answers here
+too. Queries the host sends (UDP to port 53) are read with the same name reader (dns_queries.py).
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ import struct
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Hashable, List, Optional, Tuple
 
+from minerwatch.network.dns_pending import ANSWERED, UNSOLICITED, PendingQueries
 from minerwatch.network.pools import canonical_ip, usable_address
 from minerwatch.text import host_text
 
@@ -48,6 +55,14 @@ class DnsResponse:
     ident: int
     question: str
     records: Tuple[DnsRecord, ...]  # the A, AAAA and CNAME records of the answer section
+    qtype: int = DNS_A  # the type asked for
+
+
+@dataclass(frozen=True)
+class DnsQuery:
+    ident: int
+    name: str  # lower case, presentation form
+    qtype: int
 
 
 def _label(raw: bytes) -> str:
@@ -103,6 +118,7 @@ def parse_dns_response(data: bytes) -> Optional[DnsResponse]:
         if not flags & 0x8000 or flags & 0x7800 or flags & 0x000F or questions != 1:
             return None
         question, pos = read_name(data, 12)
+        qtype = struct.unpack_from("!H", data, pos)[0]
         pos += 4  # qtype, qclass
         if pos > len(data):
             return None
@@ -127,24 +143,25 @@ def parse_dns_response(data: bytes) -> Optional[DnsResponse]:
             pos += length
         except (IndexError, struct.error, DnsError):
             break
-    return DnsResponse(ident, question, tuple(records))
+    return DnsResponse(ident, question, tuple(records), qtype)
 
 
-def parse_dns_query(data: bytes) -> Optional[str]:
-    """The name a standard DNS query asks about; None for anything else (never raises).
+def parse_dns_query(data: bytes) -> Optional[DnsQuery]:
+    """The id, name and type of a standard DNS query; None for anything else (never raises).
 
     Only what a stub resolver sends counts: a query (no QR bit), opcode 0, exactly one question,
     no answers, its type and class present."""
     try:
-        _, flags, questions, answers = struct.unpack_from("!HHHH", data, 0)
+        ident, flags, questions, answers = struct.unpack_from("!HHHH", data, 0)
         if flags & 0x8000 or flags & 0x7800 or questions != 1 or answers:
             return None
         name, pos = read_name(data, 12)
         if pos + 4 > len(data) or not name:
             return None
+        qtype = struct.unpack_from("!H", data, pos)[0]
     except (IndexError, struct.error, DnsError):
         return None
-    return name
+    return DnsQuery(ident, name, qtype)
 
 
 def answer_chain(response: DnsResponse) -> Tuple[List[str], List[Tuple[str, int]]]:
@@ -165,7 +182,7 @@ def answer_chain(response: DnsResponse) -> Tuple[List[str], List[Tuple[str, int]
 
 @dataclass(frozen=True)
 class Learned:
-    """A pool address taken from a DNS answer the host received."""
+    """A pool address taken from a DNS answer the host received to a query it sent."""
 
     address: str
     name: str  # the name the host asked for
@@ -173,36 +190,62 @@ class Learned:
     expires: float  # monotonic
 
 
-class DnsLearner:
-    """Pure logic: feed DNS responses, keep the answered addresses of pool names for a while.
+# dns_responses results: answers learned from or read (pool, other), refused (unsolicited: not an
+# answer to a query this host awaits, or not sent to this host alone; mismatched: an awaited id
+# from the right server with another question), and malformed
+RESPONSE_RESULTS = ("pool", "other", "malformed", "unsolicited", "mismatched")
 
-    Bounded: at most `max_entries` addresses (the least recently answered goes first), each kept
-    for its TTL floored at `min_ttl` (a scrape or a reconnect comes later than a short TTL) and
-    capped at `max_ttl` (an address a pool gave up should not stay a pool's for days)."""
+
+class DnsLearner:
+    """Pure logic: feed the host's queries and the answers it receives, keep the answered addresses
+    of pool names for a while.
+
+    Only an answer to a query the host sent and still awaits is read (`pending`). Bounded: at most
+    `max_entries` addresses (the least recently answered goes first), each kept for its TTL floored
+    at `min_ttl` (a scrape or a reconnect comes later than a short TTL) and capped at `max_ttl`."""
 
     def __init__(
         self,
         match_domain: Callable[[str], Optional[str]],
         max_entries: int = 4096,
         min_ttl: float = 300.0,
-        max_ttl: float = 3600.0,
+        # 10 minutes, not the hour it was: a learned address is weak evidence that anyone able to
+        # answer one of the host's queries (the host's own user, through a DNS server of their own)
+        # can plant, and pools move; a connection made while it was learned keeps it for its life
+        # (monitor.py), and a miner that reconnects looks its pool up again, which renews it.
+        max_ttl: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
+        pending: Optional[PendingQueries] = None,
     ):
         self.match_domain = match_domain
         self.max_entries, self.min_ttl, self.max_ttl = max_entries, min_ttl, max_ttl
         self._clock = clock
+        self.pending = pending if pending is not None else PendingQueries(clock=clock)
         self._table: "OrderedDict[str, Learned]" = OrderedDict()
-        self.responses: Counter = Counter({"pool": 0, "other": 0, "malformed": 0})
+        self.responses: Counter = Counter({r: 0 for r in RESPONSE_RESULTS})
         self.evicted_total = 0
 
     def __len__(self) -> int:
         return len(self._table)
 
-    def feed(self, payload: bytes) -> None:
-        """One DNS message (a UDP payload from port 53)."""
+    def sent(self, client: Hashable, server: Hashable, query: DnsQuery) -> None:
+        """A query the host sent from `client` to `server` (endpoints as dns_pending.py takes
+        them): its answer may now be learned."""
+        self.pending.sent(client, server, query)
+
+    def feed(self, payload: bytes, client: Hashable, server: Hashable, unicast: bool = True) -> None:
+        """One DNS message (a UDP payload from port 53) from `server` to `client`; `unicast`: sent
+        to this host alone (not a broadcast, multicast or another host's frame)."""
+        if not unicast:
+            self.responses[UNSOLICITED] += 1
+            return
         response = parse_dns_response(payload)
         if response is None:
             self.responses["malformed"] += 1
+            return
+        verdict = self.pending.answered(client, server, response)
+        if verdict != ANSWERED:
+            self.responses[verdict] += 1
             return
         chain, addresses = answer_chain(response)
         pool = next((p for p in map(self.match_domain, chain) if p), None)

@@ -29,7 +29,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Iterable, List, Optional, Tuple
 
-from minerwatch.network.dns import parse_dns_query
+from minerwatch.network.dns import DnsQuery, parse_dns_query
 from minerwatch.network.sockets import Endpoint
 from minerwatch.network.udp_owners import Owner
 from minerwatch.text import host_text
@@ -113,23 +113,26 @@ class QueryTracker:
         self.queries: Counter = Counter({r: 0 for r in QUERY_RESULTS})
         self.owners: Counter = Counter({r: 0 for r in OWNER_RESULTS})
 
-    def feed(self, client: Endpoint, server: Endpoint, payload: bytes) -> None:
-        """One UDP payload sent to port 53."""
-        name = parse_dns_query(payload)
-        if name is None:
+    def feed(self, client: Endpoint, server: Endpoint, payload: bytes) -> Optional[DnsQuery]:
+        """One UDP payload sent to port 53; returns the query read (None: malformed), so that the
+        sniffer parses it once to await its answer too."""
+        query = parse_dns_query(payload)
+        if query is None:
             self.queries["malformed"] += 1
-            return
+            return None
+        name = query.name
         pool = self.match_domain(name)
         if pool is None:
             self.queries["other"] += 1
-            return
+            return query
         self.queries["pool"] += 1
         if any(p.client == client for p in self.pending):
-            return  # A and AAAA from one socket: one look-up
+            return query  # A and AAAA from one socket: one look-up
         if len(self.pending) >= self.max_pending:
             self.owners["skipped"] += 1
-            return
+            return query
         self.pending.append(Pending(client, server, host_text(name, 253), pool, self._clock()))
+        return query
 
     def take(self) -> List[Tuple[Pending, bool]]:
         """The queued queries, each with whether its owner may be looked up now (the rate limit)."""

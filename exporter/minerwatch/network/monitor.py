@@ -7,10 +7,13 @@ Evidence for a connection, strongest first (a connection can have several, comma
              (sniffer.py); the remote end shown is the proxy
     list     its remote address is in a list: IP, CIDR or host:port (pools.py; including the file
              that `minerwatch resolve-pools` writes centrally, resolve.py)
-    dns      its remote address is one that a DNS answer the host received gave for a listed pool
-             name (dns.py), or, only where `resolve_max_names` > 0, that this exporter resolved
-             (pools.PoolResolver); weaker than the above (addresses are reused), so CDN and
-             sinkhole answers are never used
+    dns      its remote address is one that this exporter resolved for a pool name, only where
+             `resolve_max_names` > 0 (pools.PoolResolver); weaker than the above (addresses are
+             reused), so CDN and sinkhole answers are never used
+    dns_answer  its remote address is one that a DNS answer the host received, to a query it
+             sent, gave for a listed pool name (dns.py), and the connection was made while it was:
+             weak, exported, never a signal. Whoever answers the host's queries writes it: the
+             host's own user can ask a DNS server of their own, which answers what they like.
     port     only its remote port is a usual Stratum port: weak, exported, never a signal alone
 
 Processes that asked DNS for a pool name (dns_queries.py) are reported the same way, with the
@@ -19,8 +22,8 @@ UDP socket of their last query as the connection and the DNS server as its remot
                loop, typically against a DNS filter that blocks the pool): strong
     lookup     a pool's web site, or an endpoint asked once: weak, exported, never a signal
 
-Any evidence but `port` and `lookup` gives the owner process the `pool_connection` signal: the
-monitor is a signal source of the process table (process_table.py).
+Any evidence but `port`, `dns_answer` and `lookup` gives the owner process the `pool_connection`
+signal: the monitor is a signal source of the process table (process_table.py).
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ from minerwatch.network.sniffer import Sniffer, SnifferState
 from minerwatch.network.sockets import Conn
 from minerwatch.signatures import Match
 
-EVIDENCE = ("stratum", "sni", "connect", "list", "dns", "dns_query", "lookup", "port")  # strongest first
-WEAK = frozenset({"port", "lookup"})  # exported, never a signal alone
+EVIDENCE = ("stratum", "sni", "connect", "list", "dns", "dns_query", "dns_answer", "lookup", "port")  # strongest first
+WEAK = frozenset({"dns_answer", "lookup", "port"})  # exported, never a signal alone
 SIGNAL = "pool_connection"
 LISTED_CACHE_SIZE = 65536  # remote endpoints whose list verdict is remembered
 HIT_TTL = 300.0  # seconds a sniffed connection not in the socket table is still reported
@@ -184,7 +187,7 @@ class PoolMonitor:
             if entry is not None:
                 ports = self.pools.name_ports.get(entry.pool)
                 if ports is None or remote.port in ports:
-                    seen = ("dns", entry.pool, f"the host looked up {entry.name}: DNS answered {remote.ip}")
+                    seen = ("dns_answer", entry.pool, f"the host looked up {entry.name}: DNS answered {remote.ip}")
             if seen is not None:
                 learned_conns[key] = seen
                 found.append(seen)
@@ -215,7 +218,9 @@ class PoolMonitor:
                 seen.add((conn.local, conn.remote))
                 match = PoolConnection(conn, evidence)
                 (strong if match.strong else weak).append(match)
-        # Attribution reads /proc/PID/fd: only for matches, and port-only ones only up to the cap.
+        # Attribution reads /proc/PID/fd: only for matches, and weak ones only up to the cap
+        # (learned DNS answers before port-only ones).
+        weak.sort(key=lambda m: m.evidence[0][0] == "port")
         matches = strong + weak[: self.max_weak]
         self.sockets.attribute([m.conn for m in matches])
         # Sniffed connections not in this namespace's socket table (a container's, or closed).
@@ -246,5 +251,5 @@ class PoolMonitor:
             self.generation += 1
         self._learned_conns = learned_conns  # closed connections are forgotten
         self.matches = matches
-        self.weak_total = len(weak)
+        self.weak_total = sum(1 for m in weak if m.kinds == "port")
         self.sniffer_state = state

@@ -4,12 +4,14 @@ A miner can be renamed and its settings hidden, but it must speak Stratum to its
 miner must name the pool in its ClientHello (SNI), and a miner behind a corporate web proxy must
 name it in its `CONNECT pool:port HTTP/1.1` request. This module reads the first bytes of TCP
 flows on every interface, loopback included, and records connections that do any of these. It
-also reads the DNS answers the host receives (UDP from port 53): when the name asked for, or a
+also reads the DNS queries the host sends (UDP to port 53) and the answers it receives (UDP from
+port 53): when an answer answers one of those queries (dns_pending.py: same socket, server, id
+and question; never a broadcast, multicast or another host's frame) and the name asked for, or a
 CNAME on the way, is a listed pool, the answered addresses become pool addresses for a while, so
-a connection to one is a pool connection even when the exporter itself never asks DNS anything.
-And it reads the DNS queries the host sends (UDP to port 53): a query for a pool name is
-attributed to the process that sent it (dns_queries.py, udp_owners.py), which catches a miner
-whose pool a DNS filter blocks and which therefore never connects.
+a connection to one is reported (weak evidence `dns_answer`) even when the exporter itself never
+asks DNS anything. A query for a pool name is also attributed to the process that sent it
+(dns_queries.py, udp_owners.py), which catches a miner whose pool a DNS filter blocks and which
+therefore never connects.
 
 Cost is bounded whatever the traffic:
 - a classic BPF filter in the kernel passes only TCP segments whose payload starts with `{`
@@ -18,7 +20,8 @@ Cost is bounded whatever the traffic:
 - flows live in a fixed-size LRU table; once classified, or after FLOW_BYTES bytes, a flow is
   ignored; learned pool addresses live in a fixed-size table too, each for its record's TTL
   (floored and capped);
-- DNS answers go to the learner in dns.py, which parses them defensively and keeps a bounded
+- DNS answers go to the learner in dns.py, which parses them defensively, believes only answers
+  to the host's own awaited queries (a bounded table of a few seconds each) and keeps a bounded
   table; queries for pool names go to dns_queries.py, whose owner look-ups are rate-limited and
   each bounded in time;
 - the thread handles at most `max_pps` packets a second; when behind it stops reading and the
@@ -28,7 +31,8 @@ Linux only (AF_PACKET), and needs CAP_NET_RAW: without it the sniffer reports it
 Limits: Stratum v2 (binary, encrypted) and TLS with Encrypted Client Hello are not recognised;
 a ClientHello larger than one segment (browsers with post-quantum key shares) is read from its
 first segment only; DNS over TCP, DNS over TLS and DNS over HTTPS are not read (only plain UDP
-answers), nor answers of a resolver in another network namespace the host cannot see. A query
+answers), nor answers of a resolver in another network namespace the host cannot see, nor answers
+to queries sent before the exporter started or dropped while it was over budget. A query
 is attributed only if its socket is still open when the search reaches it: a stub resolver
 answered within a millisecond can close it first (counted, see dns_queries.py).
 """
@@ -49,7 +53,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
-from minerwatch.network.dns import DnsLearner, Learned
+from minerwatch.network.dns import RESPONSE_RESULTS, DnsLearner, Learned
 from minerwatch.network.dns_queries import OWNER_RESULTS, QUERY_RESULTS, Lookup, QueryTracker
 from minerwatch.network.pools import canonical_ip
 from minerwatch.network.sockets import Endpoint
@@ -288,7 +292,8 @@ _ALU_ADD_K, _ALU_ADD_X, _ALU_SUB_X, _ALU_AND_K, _ALU_RSH_K = 0x04, 0x0C, 0x1C, 0
 _JEQ_K, _JSET_K, _TAX, _TXA, _RET_K = 0x15, 0x45, 0x07, 0x87, 0x06
 _SKF_AD = 0xFFFFF000  # SKF_AD_OFF (-0x1000) as u32
 _AD_PROTOCOL, _AD_PKTTYPE, _AD_IFINDEX = _SKF_AD + 0, _SKF_AD + 4, _SKF_AD + 8
-PACKET_OUTGOING = 4
+# linux/if_packet.h: a frame for this host, or one it sends (broadcast 1, multicast 2, another host's 3)
+PACKET_HOST, PACKET_OUTGOING = 0, 4
 
 
 def build_filter(loopback_ifindex: int = 0, snaplen: int = SNAPLEN) -> List[Tuple[int, int, int, int]]:
@@ -386,6 +391,12 @@ def build_filter(loopback_ifindex: int = 0, snaplen: int = SNAPLEN) -> List[Tupl
 SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
 SOL_PACKET, PACKET_STATISTICS = 263, 6
 ETH_P_ALL = 0x0003
+LOOPBACK = "lo"
+
+
+def _group_address(raw: bytes) -> bool:
+    """A destination no single host owns: IPv4 multicast or broadcast (224/3), IPv6 multicast."""
+    return raw[0] >= 224 if len(raw) == 4 else raw[0] == 0xFF
 
 
 def open_packet_socket(snaplen: int = SNAPLEN) -> socket.socket:
@@ -395,7 +406,7 @@ def open_packet_socket(snaplen: int = SNAPLEN) -> socket.socket:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
     try:
         try:
-            lo = socket.if_nametoindex("lo")
+            lo = socket.if_nametoindex(LOOPBACK)
         except OSError:
             lo = 0
         program = build_filter(lo, snaplen)
@@ -609,7 +620,8 @@ class Sniffer:
             try:
                 # No timeout: between packets the thread sleeps, costing no CPU between scrapes.
                 poller.poll()
-                n = self._sock.recv_into(buf)
+                # the address says who the frame was for (pkttype) and where it was seen
+                n, (interface, _, pkttype, *_) = self._sock.recvfrom_into(buf)
             except BlockingIOError:  # woken by stop(), or the packet went elsewhere
                 continue
             except OSError as exc:
@@ -617,7 +629,7 @@ class Sniffer:
                     log.warning("packet socket failed, sniffer stopped: %s", exc)
                     self.up, self.error = False, str(exc)
                 return
-            self.feed(bytes(memoryview(buf)[:n]))
+            self.feed(bytes(memoryview(buf)[:n]), pkttype, interface)
             if self.queries.pending:
                 self.attribute_queries()
             handled += 1
@@ -629,19 +641,31 @@ class Sniffer:
             elif time.monotonic() - window >= 1.0:
                 window, handled = time.monotonic(), 0
 
-    def feed(self, packet: bytes) -> None:
-        """One packet the kernel filter passed: DNS (UDP) or the start of a TCP flow."""
+    def feed(self, packet: bytes, pkttype: int = PACKET_HOST, interface: str = LOOPBACK) -> None:
+        """One packet the kernel filter passed: DNS (UDP) or the start of a TCP flow. `pkttype` and
+        `interface` are what the packet socket says: who the frame was for, where it was seen."""
         with self._lock:
             self.packets_total += 1
             try:
                 udp = parse_udp(packet)
                 if udp is None:
                     self.tracker.feed(packet)
-                elif udp[0][1] == 53:
-                    self.dns.feed(udp[1])
-                elif udp[0][3] == 53:
-                    (src, sport, dst, dport), payload = udp
-                    self.queries.feed(Endpoint(_address(src), sport), Endpoint(_address(dst), dport), payload)
+                    return
+                (src, sport, dst, dport), payload = udp
+                # a query and its answer are matched on raw (address, port) pairs: no address
+                # text is made for an answer (ipaddress parsing: about 13 us an address)
+                if sport == 53:
+                    # One the host sends is its own DNS server answering others: not an answer to it.
+                    if pkttype != PACKET_OUTGOING:
+                        unicast = pkttype == PACKET_HOST and not _group_address(dst)
+                        self.dns.feed(payload, (dst, dport), (src, sport), unicast)
+                elif dport == 53:
+                    query = self.queries.feed(Endpoint(_address(src), sport), Endpoint(_address(dst), dport), payload)
+                    # sent by this host: out through an interface, or on loopback (whose sent copy
+                    # the filter drops); not a query another host sent to a DNS server here
+                    if query is not None and (pkttype == PACKET_OUTGOING
+                                              or (pkttype == PACKET_HOST and interface == LOOPBACK)):
+                        self.dns.sent((src, sport), (dst, dport), query)
             except Exception:  # a strange packet must not end the thread
                 log.debug("packet not understood", exc_info=True)
 
@@ -710,7 +734,7 @@ class SnifferState:
     hits: Dict[Tuple[Endpoint, Endpoint], Hit] = field(default_factory=dict)
     generation: int = 0
     learned: Dict[str, Learned] = field(default_factory=dict)  # pool addresses from DNS answers
-    dns_responses: Dict[str, int] = field(default_factory=lambda: {"pool": 0, "other": 0, "malformed": 0})
+    dns_responses: Dict[str, int] = field(default_factory=lambda: {r: 0 for r in RESPONSE_RESULTS})
     connect_matches: int = 0
     lookups: List[Lookup] = field(default_factory=list)  # processes that asked DNS for pool names
     dns_queries: Dict[str, int] = field(default_factory=lambda: {r: 0 for r in QUERY_RESULTS})
