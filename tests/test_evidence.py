@@ -7,25 +7,18 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from support.cli import minerwatch
 from support.processes import wait_for
-from support.repo import ROOT
 from support.wallets import MONERO_WALLET
 
 SECRET = "s3cret-pool-pass"
 ENV_SECRET = "env-value-never-copied"
-ENTRY = "import sys; from minerwatch.cli import main; main(sys.argv[1:])"
 CONTROL = re.compile("[\x00-\x1f\x7f]")
-
-
-def minerwatch(*args, timeout=120):
-    return subprocess.run([sys.executable, "-c", ENTRY, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
 
 
 def sha256(path: Path) -> str:

@@ -12,6 +12,10 @@
     fakeminer, pool      miner and pool stand-ins (run as processes)
     netns, netclient     network namespaces and a client run inside them
     dnsserver            a DNS server on 127.0.0.0/8
+    cli                  `minerwatch ARGS` run as a process (to its end, or left running)
+    hostile_files        a process that swaps a file for a FIFO or grows it while minerwatch reads it
+    dnsforge             forged DNS answers sent to the host (unsolicited, mismatched, broadcast)
+    hostile_prometheus   a Prometheus stand-in that answers too much, too deep, too slow or not finite
     fakes/               stand-ins for what this machine lacks: NVML, winreg, pywin32
 
 Test modules import `from support.<module> import ...`: pytest puts tests/ on sys.path
