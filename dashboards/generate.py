@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write minerwatch's Grafana dashboards from their one source, dashboards/src/.
 
-The source reads rules/config.yml (runbook base URL, signal lists, thresholds) and the alert
+The source reads rules/config/minerwatch.yml (runbook base URL, signal lists, thresholds) and the alert
 names of rules/minerwatch.alerts.yml, so panels, thresholds and runbook links follow the rules.
 Writes dashboards/minerwatch-fleet.json, dashboards/minerwatch-host.json and the panel table of
 dashboards/README.md. `--check` writes nothing and exits 1 if any of them differs (the tests run it).

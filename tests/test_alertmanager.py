@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 TEMPLATES = ROOT / "deploy" / "alertmanager" / "templates"
 PAYLOAD = ROOT / "tests" / "fixtures" / "alertmanager_webhook_payload.json"
-RUNBOOKS = yaml.safe_load((ROOT / "rules" / "config.yml").read_text())["runbookUrlBase"]
+RUNBOOKS = yaml.safe_load((ROOT / "rules" / "config" / "minerwatch.yml").read_text())["runbookUrlBase"]
 NEVER_INHIBITED = ("MinerwatchExporterDown", "MinerwatchExporterDownHostUp", "MinerwatchExporterRestarted",
                    "MinerwatchFleetCoverageLow", "MinerwatchCollectorFailing", "MinerwatchAntivirusSourceUnreadable")
 

@@ -37,7 +37,7 @@ DASHBOARDS = {p.stem: json.loads(p.read_text()) for p in sorted((ROOT / "dashboa
 FLEET, HOST = DASHBOARDS["minerwatch-fleet"], DASHBOARDS["minerwatch-host"]
 DS = {"type": "prometheus", "uid": "${datasource}"}
 OUTPUT = ROOT / "test-output" / "dashboards"
-RUNBOOK_BASE = yaml.safe_load((ROOT / "rules/config.yml").read_text())["runbookUrlBase"]
+RUNBOOK_BASE = yaml.safe_load((ROOT / "rules/config/minerwatch.yml").read_text())["runbookUrlBase"]
 
 
 def panels(dashboard: dict) -> List[dict]:

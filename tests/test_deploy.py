@@ -31,7 +31,7 @@ def test_icmp_probe_joins_the_minerwatch_targets_on_instance(tmp_path, promtool)
     config = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     probe, minerwatch = jobs["minerwatch-icmp"], jobs["minerwatch"]
-    rules_config = yaml.safe_load((ROOT / "rules/config.yml").read_text())
+    rules_config = yaml.safe_load((ROOT / "rules/config/minerwatch.yml").read_text())
     assert rules_config["probeSelector"] == f'job="{probe["job_name"]}"'
     assert probe["file_sd_configs"][0]["files"] == minerwatch["file_sd_configs"][0]["files"]
     assert probe["params"] == {"module": ["icmp"]} and probe["metrics_path"] == "/probe"

@@ -27,7 +27,7 @@ from support.servers import Alertmanager, WebhookSink, binary
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 TEMPLATES = ROOT / "deploy" / "alertmanager" / "templates"
-RUNBOOKS = yaml.safe_load((ROOT / "rules" / "config.yml").read_text())["runbookUrlBase"]
+RUNBOOKS = yaml.safe_load((ROOT / "rules" / "config" / "minerwatch.yml").read_text())["runbookUrlBase"]
 HOSTS = [f"pc-{i:04d}.astana.ministry.local:9789" for i in range(500)]
 
 

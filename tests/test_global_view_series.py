@@ -35,12 +35,12 @@ from test_dashboards import FLEET, queries, variables, walk
 ROOT = Path(__file__).resolve().parent.parent
 FEDERATION = ROOT / "deploy/prometheus/federation.yml"
 REMOTE_WRITE = ROOT / "deploy/prometheus/remote-write.yml"
-CONFIG = yaml.safe_load((ROOT / "rules/config.yml").read_text())
+CONFIG = yaml.safe_load((ROOT / "rules/config/minerwatch.yml").read_text())
 ALERT_NAMES = sorted({r["alert"] for g in yaml.safe_load((ROOT / "rules/minerwatch.alerts.yml").read_text())["groups"]
                       for r in g["rules"] if "alert" in r})
 RECORDED = sorted({r["record"] for g in yaml.safe_load((ROOT / "rules/minerwatch.rules.yml").read_text())["groups"]
                    for r in g["rules"] if "record" in r})
-# The label the rules select the exporters by (rules/config.yml `selector`, e.g. job="minerwatch").
+# The label the rules select the exporters by (rules/config/minerwatch.yml `selector`, e.g. job="minerwatch").
 SELECTOR_LABEL, SELECTOR_VALUE = re.fullmatch(r'(\w+)="([^"]*)"', CONFIG["selector"]).groups()
 CENTRAL_JOB = "federate-minerwatch"
 # The fleet rules: they compare a host with its peers and a site with itself, so a central view may
@@ -63,7 +63,7 @@ def fleet_rules() -> Dict[str, list]:
     with tempfile.TemporaryDirectory() as src:
         for name in FLEET_RULES:
             (Path(src) / name).write_text((ROOT / "rules/src" / name).read_text())
-        files = generate.render(ROOT / "rules/config.yml", src)
+        files = generate.render(ROOT / "rules/config/minerwatch.yml", src)
     return {kind: yaml.safe_load(files[name])["groups"][0]["rules"]
             for kind, (name, _) in generate.GROUPS.items()}
 

@@ -26,7 +26,7 @@ from support.wallets import MONERO_WALLET
 INSTANCE = "pc-0417:9789"
 STEP = 60
 DAYS = 14
-OFFSET = 5 * 3600  # UTC+5, office 09-18 Mon-Fri (rules/config.yml)
+OFFSET = 5 * 3600  # UTC+5, office 09-18 Mon-Fri (rules/config/minerwatch.yml)
 ENTRY = "import sys; from minerwatch.cli import main; main(sys.argv[1:])"
 
 
@@ -229,7 +229,7 @@ def test_one_pid_and_other_time_forms(history, tmp_path):
 
 
 def test_office_hours_defaults_are_the_rules(history):
-    config = yaml.safe_load((ROOT / "rules" / "config.yml").read_text())["officeHours"]
+    config = yaml.safe_load((ROOT / "rules" / "config" / "minerwatch.yml").read_text())["officeHours"]
     from minerwatch.report import OfficeHours, report
 
     defaults = {p.name: p.default for p in report.params}

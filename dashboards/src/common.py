@@ -1,4 +1,4 @@
-"""What both dashboards share: the knobs read from rules/config.yml, runbook links, UIDs."""
+"""What both dashboards share: the knobs read from rules/config/minerwatch.yml, runbook links, UIDs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ FIRING = 'alertname=~"Minerwatch.*", alertstate="firing"'
 
 @dataclass
 class Knobs:
-    """The values of rules/config.yml the dashboards show, so panels and alerts agree."""
+    """The values of rules/config/minerwatch.yml the dashboards show, so panels and alerts agree."""
 
     runbook_base: str
     strong_signals: List[str]

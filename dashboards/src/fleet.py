@@ -111,7 +111,7 @@ def _top(knobs: Knobs) -> list:
               w=12, h=9, sort=("Most suspects in range", True), overrides=TO_HOST,
               links=[knobs.runbook("MinerwatchMinerProcessRunning"), knobs.runbook("MinerwatchSuspectProcess")]),
         table("Top hosts by off-hours CPU", """Share of the host's CPU time spent busy outside office hours
-              (rules/config.yml officeHours), averaged and at its peak over the off-hours part of the range.
+              (rules/config/minerwatch.yml officeHours), averaged and at its peak over the off-hours part of the range.
               Empty when the range holds no off-hours time.""",
               [target(f"topk(20, avg by (instance, job, site) (avg_over_time({busy}{window})))", table=True),
                target(f"topk(20, max by (instance, job, site) (max_over_time({busy}{window})))", table=True)],
@@ -127,7 +127,7 @@ def _top(knobs: Knobs) -> list:
               [HOST, ("name", "Process", None), ("pid", "PID", None), ("user", "User", None),
                ("allowlisted", "Allowlisted", None), ("#A", "CPU cores off hours (avg)", "short"), SITE, JOB],
               w=12, h=9, sort=("CPU cores off hours (avg)", True), overrides=TO_HOST,
-              links=[knobs.runbook("MinerwatchProcessCpuSustained")]),
+              links=[knobs.runbook("MinerwatchProcessCpuSustained"), knobs.runbook("MinerwatchProcessGroupCpuSustained")]),
         table("Top hosts by off-hours GPU energy", """Energy the hosts' NVIDIA GPUs used outside office hours in
               the dashboard's range: the GPU energy counter's rate, summed over the off-hours steps. A GPU
               miner holds the GPU at its power cap all night.""",
@@ -202,7 +202,7 @@ def _energy(knobs: Knobs) -> list:
     share = F("instance:minerwatch_suspect_energy_share:ratio_rate5m")
     method = """Estimated, not metered: each suspect's share of the CPU packages' RAPL energy (by its share of
 the host's busy CPU time) or, without RAPL, its CPU seconds times `energy.cpu_watts_per_core`; GPUs: NVML
-energy by SM share. Tenge at each site's `energyTariffTengePerKwh` (rules/config.yml)."""
+energy by SM share. Tenge at each site's `energyTariffTengePerKwh` (rules/config/minerwatch.yml)."""
     return [
         row("Estimated energy of suspect processes"),
         stat("Energy taken", f"kWh suspect processes used in the dashboard's range. {method}",

@@ -33,7 +33,7 @@ def _verdict(knobs: Knobs) -> list:
         stat("Host CPU busy", "Share of all CPUs busy over the last 5 minutes (recording rule).",
              [target(H("instance:minerwatch_host_cpu_busy:ratio_rate5m"), "busy", instant=True)],
              unit="percentunit", thresholds=steps(("green", None), ("orange", knobs.peers_min))),
-        stat("Office hours", "Whether it is office hours for this host now (rules/config.yml officeHours).",
+        stat("Office hours", "Whether it is office hours for this host now (rules/config/minerwatch.yml officeHours).",
              [target(H("instance:minerwatch_off_hours:bool"), "off hours", instant=True)],
              mappings=mapping({"1": ("off hours", "orange"), "0": ("office hours", "green")})),
         stat("Exporter version", "minerwatch version running on the host.",

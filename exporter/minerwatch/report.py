@@ -102,7 +102,7 @@ def iso(epoch: Optional[float], offset_hours: float = 0.0) -> Optional[str]:
 
 @dataclass
 class OfficeHours:
-    """Office hours in local time at one fixed UTC offset, as rules/config.yml defines them."""
+    """Office hours in local time at one fixed UTC offset, as rules/config/minerwatch.yml defines them."""
 
     utc_offset_hours: float = 5.0
     start_seconds: int = 9 * 3600
@@ -530,7 +530,7 @@ def _days(text: str) -> Tuple[int, ...]:
               show_default=True, help="Seconds all the queries to Prometheus may take together; then the "
               "report gives up (raise it for periods of months).")
 @click.option("--office.utc-offset-hours", "offset", type=FiniteFloatRange(-12, 14), default=5.0, show_default=True,
-              help="Office time zone as hours from UTC (rules/config.yml officeHours.utcOffsetHours).")
+              help="Office time zone as hours from UTC (rules/config/minerwatch.yml officeHours.utcOffsetHours).")
 @click.option("--office.hours", "hours", default="09:00-18:00", show_default=True, help="Office hours, local time.")
 @click.option("--office.days", "days", default="1,2,3,4,5", show_default=True,
               help="Office days, 0 = Sunday ... 6 = Saturday.")
