@@ -37,14 +37,16 @@ def test_probes_failures_and_scanned_bytes_are_counted(tmp_path, promtool, scrap
     try:
         def probed():
             generate_latest(registry)  # a scrape scans the table, which probes the busy worker
-            return registry.get_sample_value("minerwatch_process_busy_probes_total") >= 2
-        wait_for(probed, timeout=30, interval=0.5, what="two probes of the busy worker")
+            # the file is read in the background: its bytes are counted a scrape or more later
+            return (registry.get_sample_value("minerwatch_process_busy_probes_total") >= 2
+                    and registry.get_sample_value("minerwatch_process_exe_scanned_bytes_total")
+                    >= exe.resolve().stat().st_size)
+        wait_for(probed, timeout=30, interval=0.5, what="two probes of the busy worker, its executable read")
         text = generate_latest(registry).decode()
     finally:
         stop_pid(burner)
     # the worker's executable (this Python) was read once, whole
-    scanned = registry.get_sample_value("minerwatch_process_exe_scanned_bytes_total")
-    assert scanned >= exe.resolve().stat().st_size
+    assert registry.get_sample_value("minerwatch_process_exe_scanned_files_total") >= 1
     assert registry.get_sample_value("minerwatch_process_busy_probe_failures_total") == 0
     check_metrics(promtool, text)
 
@@ -55,8 +57,10 @@ def test_a_probe_that_is_off_reports_explicit_zeros(scraped):
     probe, table.busy_probe = table.busy_probe, None  # what busy_probe_interval_seconds: 0 builds
     try:
         generate_latest(registry)
-        for name in ("minerwatch_process_busy_probes_total", "minerwatch_process_busy_probe_failures_total",
-                     "minerwatch_process_exe_scanned_bytes_total"):
+        for name in ("minerwatch_process_busy_probes_total", "minerwatch_process_busy_probe_failures_total"):
             assert registry.get_sample_value(name) == 0, name
+        assert registry.get_sample_value("minerwatch_process_exe_unscanned_processes", {"check": "content"}) == 0
+        # the background scan stays: it still hashes suspects and allowlist candidates
+        assert registry.get_sample_value("minerwatch_process_exe_scanned_bytes_total") is not None
     finally:
         table.busy_probe = probe

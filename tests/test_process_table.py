@@ -151,9 +151,14 @@ def test_allowlist_by_sha256_reads_the_running_binary(tmp_path):
     proc = FakeProcess(500, "backup-tool", ["backup-tool", "--all"], exe=str(binary))
     good = Allowlist([AllowRule(sha256=file_sha256(str(binary)))])
     table, _ = make_table(tmp_path / "a", [proc], Clock(), allowlist=good)
+    # the scan does not hash: not allowlisted until the background worker has the hash
+    assert not table.scan().by_pid()[500].allowlisted
+    assert table.exe_scans.drain(10)
     assert table.scan().by_pid()[500].allowlisted
     bad = Allowlist([AllowRule(sha256="0" * 64)])
     table, _ = make_table(tmp_path / "b", [proc], Clock(), allowlist=bad)
+    table.scan()
+    assert table.exe_scans.drain(10)
     assert not table.scan().by_pid()[500].allowlisted
 
 

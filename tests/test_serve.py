@@ -44,9 +44,12 @@ def test_finds_miner_renamed_busy_and_ignores_benign(spawn, pool, exporter, tmp_
             scraped = exp.scrape()
             per_pid = find(scraped, "minerwatch_process_cpu_seconds_total", pid=renamed.pid)  # if suspect
             group = [s for s in find(scraped, "minerwatch_process_top_processes", name="dbus-daemon-x") if s[1] >= 1]
-            return scraped if per_pid or group else None
+            # the miner's executable is hashed in the background: its sha256 is exported once known
+            hashed = [l for l, _ in find(scraped, "minerwatch_process_suspect_info", pid=miner.pid) if l["exe_sha256"]]
+            return scraped if (per_pid or group) and hashed else None
 
-        samples = wait_for(renamed_in_top, timeout=20, interval=1.1, what="the renamed busy process in the top-K")
+        samples = wait_for(renamed_in_top, timeout=20, interval=1.1,
+                           what="the renamed busy process in the top-K, the miner's executable hashed")
         text = exp.text()
     finally:
         stop_pid(benign)

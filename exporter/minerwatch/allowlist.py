@@ -1,4 +1,9 @@
-"""The allowlist of known-good heavy programs (backups, encoders, builds) from the config file."""
+"""The allowlist of known-good heavy programs (backups, encoders, builds) from the config file.
+
+A `sha256` rule needs the executable's hash, which the exporter computes in the background
+(exe_worker.py), never in a scrape: until it is known such a rule answers None ("cannot tell
+yet") and the process table treats the process as not allowlisted meanwhile (process_table.py).
+"""
 
 from __future__ import annotations
 
@@ -24,16 +29,21 @@ class AllowRule:
     sha256: Optional[str] = None
     where: str = ""  # file:line of the rule, for logs
 
-    def matches(self, comm: str, exe: str, user: str, sha256: Callable[[], str]) -> bool:
+    def matches(self, comm: str, exe: str, user: str, sha256: Callable[[], Optional[str]]) -> Optional[bool]:
+        """True or False; None when every other key matched and `sha256()` returned None (the
+        executable's hash is not known yet)."""
         if self.name is not None and not fnmatch.fnmatchcase(comm, self.name):
             return False
         if self.exe is not None and not fnmatch.fnmatchcase(exe, self.exe):
             return False
         if self.user is not None and user != self.user:
             return False
-        # Hashing is the costly check: only once every cheaper key matched.
-        if self.sha256 is not None and sha256().lower() != self.sha256.lower():
-            return False
+        # The hash is the costly key: asked for only once every cheaper key matched.
+        if self.sha256 is not None:
+            digest = sha256()
+            if digest is None:
+                return None
+            return digest.lower() == self.sha256.lower()
         return True
 
 
@@ -61,16 +71,25 @@ class Allowlist:
     def __bool__(self) -> bool:
         return bool(self.rules)
 
-    def matches(self, comm: str, exe: str, user: str, sha256: Callable[[], str]) -> bool:
-        """`sha256` hashes the running executable when called; only rules that need it call it."""
-        return any(rule.matches(comm, exe, user, sha256) for rule in self.rules)
+    def matches(self, comm: str, exe: str, user: str, sha256: Callable[[], Optional[str]]) -> Optional[bool]:
+        """True when a rule matches; None when none does yet but one waits for the hash
+        (`sha256()` returns the running executable's hash, or None while it is not known; only
+        rules that need it call it); False otherwise."""
+        waiting = False
+        for rule in self.rules:
+            verdict = rule.matches(comm, exe, user, sha256)
+            if verdict:
+                return True
+            waiting = waiting or verdict is None
+        return None if waiting else False
 
 
-MAX_HASHED_BYTES = 512 << 20  # a bigger executable is no miner; do not spend a scrape on it
+MAX_HASHED_BYTES = 512 << 20  # a bigger executable is no miner build: not hashed
 
 
 def file_sha256(path: str) -> str:
-    """sha256 of a file, "" when it cannot be read or is too big (never matches an allowlist hash)."""
+    """sha256 of a file, read now in the caller's thread (commands a person runs; the exporter
+    hashes in the background); "" when it cannot be read or is too big (never matches a rule)."""
     h = file_hasher()
     read = 0
     try:

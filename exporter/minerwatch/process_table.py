@@ -9,6 +9,10 @@ Beyond the one read of its /proc/PID/stat line, a scan does nothing for an idle 
 line did not change (the reader hands back the same `ProcStat`): it keeps last scan's view.
 Per process the table keeps one `_Entry` and one `ProcessView`, with slots, beside the reader's
 `ProcStat` and `ProcFacts`; processes without signals share one empty dict.
+
+No scan reads an executable: files are scanned and hashed by one background worker
+(exe_worker.py), shared by the busy probe (content signals), the process collector (the sha256
+of suspects) and the allowlist's `sha256` rules. A scan asks and takes what has landed.
 """
 
 from __future__ import annotations
@@ -147,7 +151,8 @@ class Snapshot:
 class _Entry:
     facts: ProcFacts
     static: Dict[str, str]  # signature matches, once per process life
-    allowlisted: bool
+    # None while an allowlist `sha256` rule waits for the executable's hash (see _settle_allowlist)
+    allowlisted: Optional[bool]
     source_generations: Optional[Tuple[int, ...]] = None
     # the dicts below are replaced, never changed in place: processes without signals share one
     sourced: Dict[str, str] = field(default_factory=lambda: _NO_SIGNALS)  # from signal sources
@@ -197,7 +202,19 @@ class ProcessTable:
         self.read_errors_total: Counter = Counter()  # cumulative, for a _total counter
         self.skipped_total = 0  # cumulative: processes a scan left out after an unexpected error
         self._skip_logged: set = set()  # pids whose failure was logged
+        self._allow_waiting: Dict[int, _Entry] = {}  # pid -> entry whose allowlist verdict waits for a hash
+        self.exe_scans = self._make_exe_scans()
         self.busy_probe = self._make_busy_probe()
+
+    def _make_exe_scans(self):
+        from minerwatch.exe_content import ExePatterns, ExeScanner
+        from minerwatch.exe_worker import ScanWorker
+
+        if self.settings.busy_probe_interval_seconds <= 0:
+            return ScanWorker(ExeScanner(ExePatterns([])))  # hashes only: suspects, allowlist rules
+        from minerwatch.busy_probe import scanner_for
+
+        return ScanWorker(scanner_for(self.signatures))
 
     def _make_busy_probe(self):
         if self.settings.busy_probe_interval_seconds <= 0:
@@ -207,7 +224,8 @@ class ProcessTable:
 
         return BusyProbe(self.reader, self.signatures, getattr(self.reader, "procfs", None),
                          self.settings.busy_probe_interval_seconds,
-                         BehaviourLimits(window_seconds=self.settings.busy_probe_window_seconds))
+                         BehaviourLimits(window_seconds=self.settings.busy_probe_window_seconds),
+                         worker=self.exe_scans)
 
     # -- wiring: collectors built after the table add what they know ---------------------------
     def add_signal_source(self, source: SignalSource) -> None:
@@ -230,7 +248,7 @@ class ProcessTable:
 
     # -- scanning -----------------------------------------------------------------------------
     def scan(self) -> Snapshot:
-        with self._lock:
+        with self._lock, self.exe_scans.hold():  # the file scan thread waits: no fight for the GIL
             snapshot = self._scan()
             self.last = snapshot
             self.read_errors_total.update(snapshot.read_errors)
@@ -238,6 +256,8 @@ class ProcessTable:
             return snapshot
 
     def _scan(self) -> Snapshot:
+        if self._allow_waiting:
+            self._settle_waiting()
         for source in self._signal_sources:
             try:
                 source.refresh()
@@ -285,6 +305,11 @@ class ProcessTable:
                 entry.sourced = self._source_signals(entry.facts)
                 entry.merge()
                 entry.source_generations = generations
+            # An allowlist `sha256` rule waits for the hash only where the verdict matters: a
+            # process with signals, or busy (probed); the top-K below.
+            if (entry.allowlisted is None and pid not in self._allow_waiting
+                    and (entry.strong or entry.weak or entry.cpu_cores >= busy or pid in busy_elsewhere)):
+                self._settle_allowlist(pid, entry)
             # The busy probe: only processes at or above the busy threshold, at most every
             # interval each (busy_probe.py); an idle process costs this one comparison.
             key = (pid, stat.start_time)
@@ -298,7 +323,7 @@ class ProcessTable:
             if (view is None or view.stat is not stat or view.cpu_cores != entry.cpu_cores
                     or view.signals is not entry.signals or view.suspect != suspect):
                 view = entry.view = ProcessView(entry.facts, stat, entry.cpu_cores, entry.signals,
-                                                entry.allowlisted, suspect)
+                                                entry.allowlisted is True, suspect)
             views.append(view)
             if entry.cpu_cores > 0.0:
                 moving.append(view)
@@ -316,6 +341,10 @@ class ProcessTable:
         top = [v for v in moving[:top_k] if v.cpu_cores >= floor]
         if len(top) < top_k and floor <= 0.0:  # idle processes qualify too: the first ones listed
             top += [v for v in views if v.cpu_cores <= 0.0][: top_k - len(top)]
+        for view in top:  # the top-K exports `allowlisted` too: its verdicts are asked for (shown next scan)
+            entry = alive.get(view.pid)
+            if entry is not None and entry.allowlisted is None and view.pid not in self._allow_waiting:
+                self._settle_allowlist(view.pid, entry)
         return Snapshot(views, suspects, top, errors, skipped)
 
     def _busy_on_devices(self, threshold: float) -> set:
@@ -349,8 +378,10 @@ class ProcessTable:
             environ=facts.environ,
         ):
             static.setdefault(match.signal, match.reason)
+        # No hashing here: a `sha256` rule whose other keys match makes this None ("waits for
+        # the hash"), settled by the scans once the worker has hashed the file.
         allowlisted = bool(self.allowlist) and self.allowlist.matches(
-            facts.comm, facts.exe, facts.user, lambda: self.exe_sha256(facts)
+            facts.comm, facts.exe, facts.user, lambda: facts.exe_sha256
         )
         # The environment is only needed for matching; do not keep other users' secrets around.
         # The whole command line was matched; what stays for the process's life (the exported,
@@ -397,10 +428,59 @@ class ProcessTable:
 
     def exe_sha256(self, facts: ProcFacts) -> str:
         """sha256 of the running executable (read through /proc/PID/exe, so a deleted one too),
-        hashed once per process life: evidence, and the allowlist's `sha256` key."""
+        hashed now in the caller's thread if no one has yet, once per process life: for the
+        commands a person runs (`evidence`, `scan`). Never from a scrape: see known_exe_sha256."""
         if facts.exe_sha256 is None:
             facts.exe_sha256 = file_sha256(self.reader.exe_path(facts.pid))
         return facts.exe_sha256
+
+    def known_exe_sha256(self, facts: ProcFacts) -> Optional[str]:
+        """The same hash if the background worker has it, else None (the file is queued for it,
+        or asked again next time): what a scrape exports and what the allowlist matches on."""
+        if facts.exe_sha256 is None:
+            result = self.exe_scans.ask(self.reader.exe_path(facts.pid))
+            if result is None:
+                return None
+            facts.exe_sha256 = result.sha256
+        return facts.exe_sha256
+
+    def _settle_allowlist(self, pid: int, entry: _Entry) -> None:
+        """Decide a verdict that waits for the executable's hash, if the hash is known by now.
+
+        Until then the process is not allowlisted: a hash not known vouches for nothing (as an
+        unreadable file's empty hash never matches), and a user who keeps the worker busy must
+        not keep every process under a bare `sha256` rule unwatched. The cost is that a
+        known-good program with miner-like signals can be suspect for the scrape or two before
+        its hash lands (one scan of its file, at most MAX_QUEUED files behind)."""
+        if self.known_exe_sha256(entry.facts) is None:
+            self._allow_waiting[pid] = entry
+            return
+        self._allow_waiting.pop(pid, None)
+        facts = entry.facts
+        entry.allowlisted = bool(self.allowlist.matches(facts.comm, facts.exe, facts.user, lambda: facts.exe_sha256))
+        entry.merge()
+        entry.view = None  # rebuilt by this scan or the next, with the verdict
+
+    def _settle_waiting(self) -> None:
+        """Verdicts waiting for a hash, before a scan: those whose hash has landed are decided
+        (their views are rebuilt by the scan); those of processes that ended are forgotten."""
+        for pid, entry in list(self._allow_waiting.items()):
+            if self._entries.get(pid) is not entry:
+                del self._allow_waiting[pid]
+            else:
+                self._settle_allowlist(pid, entry)
+
+    def exe_unscanned(self) -> Dict[str, int]:
+        """Processes waiting for the background worker: busy ones whose executable content is not
+        known yet ("content"), and those whose allowlist verdict waits for a hash ("allowlist")."""
+        with self._lock:
+            probe = self.busy_probe
+            return {"content": probe.unscanned(self._clock()) if probe is not None else 0,
+                    "allowlist": len(self._allow_waiting)}
+
+    def close(self) -> None:
+        """Stop the background worker (the table is not scanned any more)."""
+        self.exe_scans.close()
 
     # -- lookups for other collectors ---------------------------------------------------------
     def restat(self, pid: int) -> ProcStat:

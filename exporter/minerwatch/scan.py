@@ -3,6 +3,11 @@
 Names, paths and command lines were made safe where they were read (proc_reader); the table
 passes every host-derived cell through `host_text` once more, because a raw newline or terminal
 escape here would forge a row on the screen of the person investigating.
+
+Executables are scanned in the background (exe_worker.py), as in `serve`; a person waits for the
+result, so after its two passes `scan` waits for the files they queued (at full speed, at most
+DRAIN_SECONDS) and makes a third pass that merges what landed: the report is as complete as the
+time allows.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from minerwatch.antivirus import describe_exclusions
 from minerwatch.process_table import ProcessView
 from minerwatch.collectors.base import Context
 from minerwatch.text import host_text as _safe
+
+DRAIN_SECONDS = 60.0  # a 500 MiB file takes about 2 s: this is for many files on a slow disk
 
 
 @dataclass
@@ -31,7 +38,9 @@ def run(context: Context, interval: float) -> Report:
     table.scan()
     if interval:
         time.sleep(interval)  # a second pass turns lifetime CPU averages into recent use
-    snapshot = table.scan()
+    table.scan()
+    table.exe_scans.drain(DRAIN_SECONDS)
+    snapshot = table.scan()  # merges the scans that landed (and decides allowlist verdicts they settle)
     for view in snapshot.suspects:
         table.exe_sha256(view.facts)  # evidence: hash what runs now, before it is gone
     for view in snapshot.suspects + snapshot.top:

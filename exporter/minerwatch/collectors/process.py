@@ -5,6 +5,10 @@ processes are exported by (name, user) group (top_groups.py): a pid label on eve
 tab or compiler run would make most of the series a desktop creates in a day. Allowlisted top-K
 processes also keep `minerwatch_process_allowlisted` per pid, which the GPU rule joins on.
 
+Executables are scanned and hashed in the background (exe_worker.py): a suspect's `exe_sha256` is
+empty until the worker has hashed its file, and the `exe_scan` series say how much is still
+waiting, so a dashboard can tell "clean" from "not looked at yet".
+
 Sample output:
     minerwatch_process_suspects 1
     minerwatch_process_cpu_seconds_total{name="xmrig",pid="4242",user="alice"} 1234.5
@@ -12,6 +16,8 @@ Sample output:
     minerwatch_process_top_processes{allowlisted="false",name="cc1plus",user="dev"} 2
     minerwatch_process_signal{name="xmrig",pid="4242",signal="pool_url",user="alice"} 1
     minerwatch_process_suspect_info{cmdline="xmrig -o stratum+tcp://... -p <redacted>",exe="/tmp/xmrig",exe_sha256="9f2c...",...} 1
+    minerwatch_process_exe_scan_queued_files 0
+    minerwatch_process_exe_unscanned_processes{check="content"} 0
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ class ProcessCollector(Collector):
     help = "Suspect processes (miner names, command lines, disguise) and the top-K by CPU."
 
     top_groups: Optional[TopGroups] = None
+
+    def close(self) -> None:
+        if self.context.processes is not None:
+            self.context.processes.close()  # its background scan thread
 
     def collect(self) -> Iterable[Metric]:
         table = self.context.processes
@@ -86,7 +96,8 @@ class ProcessCollector(Collector):
             for name in sorted(view.signals):
                 signal.add_metric(labels + [name], 1)
             cmdline = table.cmdline(view.facts)
-            sha256 = table.exe_sha256(view.facts)  # once per process life: evidence that outlives it
+            # asked of the background worker, never hashed here: "" until it has hashed the file
+            sha256 = table.known_exe_sha256(view.facts) or ""
             info.add_metric(labels + [view.facts.exe, sha256, cmdline, ",".join(sorted(view.signals))], 1)
 
         yield from (cpu, threads, rss, start, signal, allowlisted, info)
@@ -128,14 +139,57 @@ class ProcessCollector(Collector):
             "Busy probes whose checks failed unexpectedly (the first is logged); the process stays watched.",
             value=probe.failures_total if probe is not None else 0,
         )
-        yield CounterMetricFamily(
-            "minerwatch_process_exe_scanned_bytes",
-            "Bytes of executables and scripts the busy probe read to look for miner strings (once per file).",
-            value=probe.scanner.bytes_scanned_total if probe is not None else 0,
-        )
+        yield from _exe_scan_families(table)
         yield CounterMetricFamily(
             "minerwatch_process_skipped",
             "Processes a scan left out because reading or classifying them failed unexpectedly (see the log).",
             value=table.skipped_total,
         )
 
+
+def _exe_scan_families(table) -> Iterable[Metric]:
+    """The background executable scan (exe_worker.py): its work, and what still waits for it."""
+    worker = table.exe_scans
+    scanner = worker.scanner
+    yield CounterMetricFamily(
+        "minerwatch_process_exe_scanned_bytes",
+        "Bytes of executables and scripts read in the background to look for miner strings and hash them (once per file).",
+        value=scanner.bytes_scanned_total,
+    )
+    yield CounterMetricFamily(
+        "minerwatch_process_exe_scanned_files",
+        "Executables and scripts scanned in the background (once per distinct file).",
+        value=scanner.files_scanned_total,
+    )
+    yield CounterMetricFamily(
+        "minerwatch_process_exe_scan_partial_files",
+        "Files bigger than the per-file scan budget: only their first 64 MiB searched for miner strings, "
+        "and files over 512 MiB not hashed.",
+        value=scanner.partial_files_total,
+    )
+    yield CounterMetricFamily(
+        "minerwatch_process_exe_scan_dropped",
+        "Requests to scan a file refused or dropped because the queue was full (older requests go first; "
+        "the process asks again at its next look).",
+        value=worker.dropped_total,
+    )
+    yield CounterMetricFamily(
+        "minerwatch_process_exe_scan_cpu_seconds",
+        "CPU time the background executable scan used (held to a quarter of one core on average).",
+        value=worker.cpu_seconds_total,
+    )
+    yield GaugeMetricFamily(
+        "minerwatch_process_exe_scan_queued_files",
+        "Files waiting for the background executable scan, with the one being scanned.",
+        value=worker.queued(),
+    )
+    unscanned = GaugeMetricFamily(
+        "minerwatch_process_exe_unscanned_processes",
+        "Processes waiting for the background scan: busy ones whose executable content is not known yet "
+        "(check=content: not clean, not looked at), and those whose allowlist sha256 rule waits for the hash "
+        "(check=allowlist: not allowlisted meanwhile).",
+        labels=["check"],
+    )
+    for check, count in sorted(table.exe_unscanned().items()):
+        unscanned.add_metric([check], count)
+    yield unscanned
