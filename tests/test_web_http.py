@@ -280,8 +280,8 @@ def test_starting_the_server_makes_no_dns_lookup_of_the_host_name(monkeypatch):
 
 
 def test_malloc_arenas_are_capped_on_glibc():
-    # Each connection is served by a thread; without the cap glibc gives threads arenas of their
-    # own and the RSS grows with every burst of connections (tests/benchmark/load.py "RSS flat").
+    # Requests are answered by worker threads; without the cap glibc gives threads arenas of their
+    # own and the RSS grows with every burst of requests (tests/benchmark/load.py "RSS flat").
     import platform
 
     from minerwatch.memory import limit_malloc_arenas

@@ -127,13 +127,19 @@ def cli():
 @click.option("--web.max-requests", "max_requests", type=click.IntRange(min=0), default=40, show_default=True,
               help="Most scrapes served at once; more get HTTP 503 (0: no limit). Scrapes that arrive "
                    "together share one collection.")
+@click.option("--web.max-connections", "max_connections", type=click.IntRange(min=0), default=256,
+              show_default=True,
+              help="Most HTTP connections open at once (0: no limit; at most 500 on Windows). A new one at "
+                   "the limit takes the place of the connection that has waited longest for a request; "
+                   "if all are being answered, it gets HTTP 503.")
 @click.option("--collector.timeout", "collector_timeout", type=FiniteFloatRange(min=0.1, max=300),
               default=DEFAULT_TIMEOUT, show_default=True,
               help="Seconds each collector may take per scrape; one still running then is reported "
                    "failed (minerwatch_scrape_collector_success 0) for that scrape.")
 @common_options
 @click.pass_context
-def serve(ctx, listen_address, telemetry_path, web_config_file, max_requests, collector_timeout, **params):
+def serve(ctx, listen_address, telemetry_path, web_config_file, max_requests, max_connections, collector_timeout,
+          **params):
     """Run the exporter. SIGHUP reloads --config.file and --web.config.file."""
     from minerwatch import memory, service, web
 
@@ -150,6 +156,10 @@ def serve(ctx, listen_address, telemetry_path, web_config_file, max_requests, co
         raise click.BadParameter(str(exc), param_hint="'--web.listen-address'")
     if not telemetry_path.startswith("/") or telemetry_path == "/":
         raise click.BadParameter("must start with / and not be / itself", param_hint="'--web.telemetry-path'")
+    if sys.platform == "win32" and not 0 < max_connections <= web.WINDOWS_MAX_CONNECTIONS:
+        # select(), the only selector there, watches at most 512 sockets
+        raise click.BadParameter(f"must be from 1 to {web.WINDOWS_MAX_CONNECTIONS} on Windows",
+                                 param_hint="'--web.max-connections'")
     options = make_options(ctx, params)
     web_config = web.load_web_config(web_config_file)
     context = build_context(options)
@@ -160,7 +170,7 @@ def serve(ctx, listen_address, telemetry_path, web_config_file, max_requests, co
         registry.register(status)
         try:
             server = web.ExporterServer(address, registry, telemetry_path, web_config, __version__,
-                                        max_requests=max_requests)
+                                        max_requests=max_requests, max_connections=max_connections)
         except OSError as exc:
             raise click.ClickException(f"cannot listen on {listen_address}: {exc.strerror}")
     except BaseException:

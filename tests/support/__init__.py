@@ -14,6 +14,7 @@
     dnsserver            a DNS server on 127.0.0.0/8
     cli                  `minerwatch ARGS` run as a process (to its end, or left running)
     hostile_files        a process that swaps a file for a FIFO or grows it while minerwatch reads it
+    idle_clients         idle connections held against a server; Threads and VmRSS of a process
     dnsforge             forged DNS answers sent to the host (unsolicited, mismatched, broadcast)
     hostile_prometheus   a Prometheus stand-in that answers too much, too deep, too slow or not finite
     fakes/               stand-ins for what this machine lacks: NVML, winreg, pywin32

@@ -5,16 +5,21 @@ import resource
 import socket
 
 
-def loopback_connections(count: int) -> list:
-    """`count` connections to one listener on 127.0.0.1: [listener, client, accepted, ...]. Raises
-    the soft descriptor limit as far as the hard one allows (root may raise the hard one too)."""
-    need = 2 * count + 64
+def raise_descriptor_limit(need: int) -> None:
+    """The soft RLIMIT_NOFILE to at least `need`, as far as the hard one allows (root may raise
+    the hard one too)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < need:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(hard, need)))
         except (ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def loopback_connections(count: int) -> list:
+    """`count` connections to one listener on 127.0.0.1: [listener, client, accepted, ...]. Raises
+    the soft descriptor limit for them."""
+    raise_descriptor_limit(2 * count + 64)
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(128)
