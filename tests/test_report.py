@@ -301,3 +301,22 @@ def test_counter_reset_and_gaps():
     assert counter_growth([(0, 100.0), (60, 160.0), (120, 10.0), (180, 40.0)], office, 60).total == 100.0
     # A gauge sample is held at most 300 s: a host switched off overnight adds nothing.
     assert gauge_integral([(0, 1.0), (60, 1.0), (10000, 1.0)], office, 60).total == 60.0
+
+
+def test_a_known_hash_is_kept_whichever_info_series_comes_last():
+    """The exporter hashes executables in the background: a suspect's first suspect_info series
+    has an empty exe_sha256 and a later one the hash; Prometheus returns series in label order,
+    not time order, so the empty one may come last and must not erase the hash."""
+    from minerwatch.report import QUERIES, Settings, build
+
+    def info(sha):
+        return tuple(sorted({"pid": "4242", "name": "xmrig", "user": "alice", "exe": "/tmp/.x/xmrig",
+                             "exe_sha256": sha, "signals": "miner_name"}.items()))
+
+    settings = Settings("http://127.0.0.1:9", "ws:9789", 1000.0, 2000.0)
+    for order in ((info("ab" * 32), info("")), (info(""), info("ab" * 32))):
+        data = {key: {} for key in QUERIES}
+        data["info"] = {labels: [(1000.0 + i * 15, 1.0), (1015.0 + i * 15, 1.0)] for i, labels in enumerate(order)}
+        document = build(settings, data, generated=2000.0)
+        [process] = document["processes"]
+        assert process["executables"] == [{"path": "/tmp/.x/xmrig", "sha256": "ab" * 32}], process

@@ -304,7 +304,11 @@ def build(settings: Settings, data: Dict[str, Dict[Labels, Samples]], generated:
         entry["suspect"] = True
         entry["seen"] += [samples[0][0], samples[-1][0]]
         if d.get("exe"):
-            entry["exes"][host_text(d["exe"], 4096)] = host_text(d.get("exe_sha256", ""), 64)
+            # The hash is computed in the background: a process's first series may carry none, and
+            # the order of series is not their order in time, so a known hash is never overwritten.
+            exe, sha = host_text(d["exe"], 4096), host_text(d.get("exe_sha256", ""), 64)
+            if sha or exe not in entry["exes"]:
+                entry["exes"][exe] = sha
         if d.get("cmdline"):
             cmdline = host_text(d["cmdline"], 4096)
             entry["cmdlines"].add(cmdline)
