@@ -64,6 +64,50 @@ def test_openmetrics_and_gzip(server):
     assert text.endswith("# EOF\n")
 
 
+@pytest.mark.parametrize("accept_encoding, gzipped", [
+    ("gzip", True),
+    ("GZIP", True),  # coding names are case-insensitive
+    ("deflate, gzip;q=0.5", True),
+    ("x-gzip", True),
+    ("*", True),
+    ("gzip;q=0", False),  # q=0: not acceptable
+    ("gzip; q=0.000, identity", False),
+    ("*;q=0", False),
+    ("gzip;q=0, *", False),  # named beats the wildcard
+    ("gzip;q=nonsense", False),
+    ("deflate, br", False),
+    ("", False),
+])
+def test_gzip_follows_accept_encoding(server, accept_encoding, gzipped):
+    resp, body = request(server, headers={"Accept-Encoding": accept_encoding})
+    assert resp.status == 200
+    assert resp.getheader("Vary") == "Accept-Encoding"  # a cache between keeps both forms apart
+    assert resp.getheader("Content-Encoding") == ("gzip" if gzipped else None)
+    text = (gzip.decompress(body) if gzipped else body).decode()
+    assert "minerwatch_test_events_total 1.0" in text
+
+
+def test_healthy_answers_without_collecting():
+    class Broken:
+        def collect(self):
+            raise RuntimeError("collection fails")
+
+    registry = CollectorRegistry()
+    registry.register(Broken())
+    server = web.ExporterServer(("127.0.0.1", 0), registry, "/metrics", web.WebConfig(), "9.9.9")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert request(server)[0].status == 500  # the scrape collects, and fails
+        resp, body = request(server, path="/-/healthy")
+        assert resp.status == 200 and body == b"Healthy\n"
+        assert resp.getheader("Content-Type").startswith("text/plain")
+        resp, body = request(server, method="HEAD", path="/-/healthy")
+        assert resp.status == 200 and body == b""
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_malformed_request_gets_400_and_server_keeps_serving(server):
     import socket
 
@@ -124,7 +168,7 @@ def test_tls(tmp_path, certs):
     [
         ("tls_server_config:\n  cert_file: /nonexistent.pem\n  key_file: /nonexistent.key\n",
          "{f}:2: tls_server_config.cert_file: cannot load certificate and key: [Errno 2] No such file or directory"),
-        ("tls_server_config:\n  key_file: k\n", "{f}:2: tls_server_config: cert_file is required for TLS"),
+        ("tls_server_config:\n  key_file: k\n", "{f}:2: tls_server_config: cert_file (or cert) is required for TLS"),
         ("basic_auth_users:\n  alice: plaintext\n",
          "{f}:2: basic_auth_users.alice: must be a bcrypt hash: $2a$, $2b$ or $2y$, a cost from 04 to 31, $, "
          "then 53 characters (htpasswd -nBC 10 '' | tr -d ':')"),
@@ -134,15 +178,17 @@ def test_tls(tmp_path, certs):
         ("basic_auth_users:\n  alice: $2b$10$" + "a" * 53 + "\n  bob: $2y$12$" + "b" * 53 + "\n",
          "{f}:3: basic_auth_users.bob: cost 12 differs from alice's cost 10: give every user the same cost, "
          "or response times tell which user names exist"),
-        ("http_server_config:\n  http2: true\n",
-         "{f}:2: http_server_config.http2: minerwatch serves HTTP/1.1 only; set http2: false or remove the key"),
         ("http_server_config:\n  headers:\n    X-Frame-Options: allow\n",
          "{f}:3: http_server_config.headers.X-Frame-Options: must be one of deny, sameorigin"),
         ("http_server_config:\n  headers:\n    Server: x\n",
          "{f}:3: http_server_config.headers.Server: unknown key (known: Content-Security-Policy, "
          "Strict-Transport-Security, X-Content-Type-Options, X-Frame-Options, X-XSS-Protection)"),
         ("basic_auth: {}\n",
-         "{f}:1: basic_auth: unknown key (known: basic_auth_users, http_server_config, tls_server_config)"),
+         "{f}:1: basic_auth: unknown key (known: basic_auth_users, http_server_config, rate_limit, tls_server_config)"),
+        ("rate_limit:\n  interval: 1s\n", "{f}:2: rate_limit: burst is required with interval (requests allowed at once)"),
+        ("rate_limit:\n  interval: soon\n  burst: 1\n",
+         "{f}:2: rate_limit.interval: must be a duration such as 1s, 500ms or 1m"),
+        ("rate_limit:\n  interval: 1s\n  burst: 0\n", "{f}:3: rate_limit.burst: must be an integer from 1 to 1000000"),
     ],
 )
 def test_bad_web_config(tmp_path, text, message):

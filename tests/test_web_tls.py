@@ -125,7 +125,9 @@ def test_relative_files_are_read_from_the_config_directory(tmp_path, certs):  # 
      "{f}:4: tls_server_config.prefer_server_cipher_suites: must be true or false"),
     ("  client_ca_file: ca.pem\n", "{f}:4: tls_server_config.client_ca_file: is set but client_auth_type is "
                                    "NoClientCert: choose a client_auth_type"),
-    ("  client_allowed_sans: [x]\n", "{f}:4: tls_server_config.client_allowed_sans: unknown key (known: "),
+    ("  client_allowed_sans: [x]\n", "{f}:4: tls_server_config.client_allowed_sans: needs a client_auth_type that "
+                                      "verifies client certificates (RequireAndVerifyClientCert)"),
+    ("  cert: inline\n", "{f}:4: tls_server_config.cert: give cert_file or cert, not both"),
 ])
 def test_bad_tls_config(tmp_path, certs, extra, message):  # noqa: F811
     cfg = tls_config(tmp_path, certs, extra)

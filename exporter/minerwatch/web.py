@@ -24,6 +24,8 @@ misbehave on purpose:
 - at most `max_requests` scrapes at once (503 beyond, as node_exporter's --web.max-requests),
   each holding its slot until its answer is sent, and scrapes that arrive together share one
   collection (web_scrape).
+Metrics are gzipped when Accept-Encoding takes gzip (RFC 9110: `gzip;q=0` refuses it, coding
+names in any case, `*`), with `Vary: Accept-Encoding`. `/-/healthy` answers 200 without collecting.
 TLS, basic auth and extra headers come from --web.config.file (web_config, web_auth).
 """
 
@@ -41,7 +43,7 @@ from minerwatch.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 from minerwatch.text import host_text
 from minerwatch.web_config import WebConfig, load_web_config  # noqa: F401  (the public interface)
 from minerwatch.web_conn import Connection
-from minerwatch.web_http import HttpError, Request, response
+from minerwatch.web_http import HttpError, Request, accepts_gzip, response
 from minerwatch.web_loop import HEADER_TIMEOUT, IDLE_TIMEOUT, WRITE_TIMEOUT, LoopServer
 from minerwatch.web_scrape import SharedScrape
 from minerwatch.web_workers import WorkerPool
@@ -75,9 +77,10 @@ LANDING_PAGE = """<!DOCTYPE html>
 <html><head><title>minerwatch</title></head>
 <body><h1>minerwatch {version}</h1>
 <p>Prometheus exporter that catches cryptocurrency miners on this host.</p>
-<ul><li><a href="{path}">Metrics</a></li></ul>
+<ul><li><a href="{path}">Metrics</a></li><li><a href="/-/healthy">Health</a></li></ul>
 </body></html>
 """
+HEALTH_PATH = "/-/healthy"  # Prometheus's own path: 200 while the server serves
 
 SERVED_METHODS = ("GET", "HEAD")
 # Methods of RFC 9110 a client may fairly try on a metrics path: 405 with Allow. Others: 501.
@@ -107,7 +110,17 @@ class ExporterServer(LoopServer):
         pool = WorkerPool((max_requests or DEFAULT_MAX_REQUESTS) + SPARE_WORKERS, max_connections or None)
         super().__init__(address, web_config, pool, max_connections=max_connections,
                          header_timeout=header_timeout, idle_timeout=idle_timeout, write_timeout=write_timeout)
+        self.rate_limited = 0  # requests refused by the web config's rate_limit (429)
+        self._tls_failures_before = 0  # certificate reload failures of web configs replaced since
         registry.register(ConnectionMetrics(self))
+
+    def set_web_config(self, web_config: WebConfig) -> None:
+        self._tls_failures_before += self.web.tls_reload_failures  # counters survive a SIGHUP
+        super().set_web_config(web_config)
+
+    @property
+    def tls_reload_failures(self) -> int:
+        return self._tls_failures_before + self.web.tls_reload_failures
 
     def server_bind(self):
         if self.address_family == socket.AF_INET6:
@@ -167,6 +180,10 @@ class ExporterServer(LoopServer):
                           {"WWW-Authenticate": 'Basic realm="minerwatch"'})
 
     def _get(self, conn: Connection, request: Request) -> bytes:
+        limit = conn.web.rate_limit  # exporter-toolkit's rate_limit, before authentication as there
+        if limit is not None and not limit.allow():
+            self.rate_limited += 1
+            return self._send(conn, request, 429, b"Too Many Requests\n", "text/plain")
         refused = self._authorized(conn, request)
         if refused is not None:
             return refused
@@ -175,6 +192,8 @@ class ExporterServer(LoopServer):
             return self._metrics(conn, request)
         if path == "/":
             return self._send(conn, request, 200, self.landing_page, "text/html; charset=utf-8")
+        if path == HEALTH_PATH:  # serving: for a liveness probe or a load balancer; collects nothing
+            return self._send(conn, request, 200, b"Healthy\n", "text/plain; charset=utf-8")
         return self._send(conn, request, 404, b"Not Found\n", "text/plain")
 
     def _metrics(self, conn: Connection, request: Request) -> bytes:
@@ -192,15 +211,16 @@ class ExporterServer(LoopServer):
             log.error("scrape failed: %s: %s", type(exc).__name__, host_text(str(exc), 200),
                       exc_info=log.isEnabledFor(logging.DEBUG))
             return self._send(conn, request, 500, b"scrape failed, see the exporter's log\n", "text/plain")
-        headers = {}
-        if "gzip" in request.headers.get("accept-encoding", ""):
+        headers = {"Vary": "Accept-Encoding"}  # a cache between must not hand gzip to others
+        if accepts_gzip(request.headers.get("accept-encoding", "")):
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         return self._send(conn, request, 200, body, content_type, headers)
 
 
 class ConnectionMetrics:
-    """minerwatch_web_connections and how often the connection cap turned someone away."""
+    """minerwatch_web_connections, how often the connection cap or the rate limit turned someone
+    away, and failed reloads of renewed TLS certificates."""
 
     def __init__(self, server: LoopServer):
         self.server = server
@@ -224,6 +244,15 @@ class ConnectionMetrics:
         refused.add_metric(["limit"], server.refused)
         refused.add_metric(["accept_error"], server.accept_errors)
         yield refused
+        yield CounterMetricFamily(
+            "minerwatch_web_requests_rate_limited_total",
+            "Requests answered 429 by the web config's rate_limit.",
+            value=server.rate_limited)
+        yield CounterMetricFamily(
+            "minerwatch_web_tls_certificate_reload_failures_total",
+            "Times the TLS certificate, key or client CA files changed on disk but could not be loaded "
+            "(the last good ones stay in use).",
+            value=server.tls_reload_failures)
 
     def describe(self) -> Iterable[Metric]:
         return self.collect()

@@ -52,9 +52,10 @@ class Connection:
         # Small answers leave in one write; with Nagle on, a second write of a large one would
         # wait for the client's delayed ACK (40 ms).
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-        self.tls = web.tls is not None
+        context = web.tls  # the certificate in force now (web_config reloads a renewed one)
+        self.tls = context is not None
         if self.tls:
-            sock = web.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            sock = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         self._want_read, self._want_write = _tls_waits() if self.tls else _PLAIN
         self.sock = sock
         self.peer = peer
@@ -81,6 +82,8 @@ class Connection:
             return READ
         except self._want_write:
             return WRITE
+        if not self.web.client_allowed(self.sock.getpeercert()):  # client_allowed_sans
+            raise ConnectionRefusedError("client certificate names no SAN of client_allowed_sans")
         return 0
 
     def read(self) -> Optional[bytes]:

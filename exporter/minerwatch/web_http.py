@@ -22,7 +22,8 @@ MAX_HEADER_BYTES = 65536  # all header lines together
 
 REASONS = {
     200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-    414: "URI Too Long", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
+    414: "URI Too Long", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
     501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported",
 }
 # A request carrying two of these is ambiguous (which host, whose credentials): 400.
@@ -166,6 +167,31 @@ class HeadParser:
         (a request line cut short, or no request at all, just ends the connection)."""
         if self._line is not None:
             raise HttpError(400, "The request ended inside its headers")
+
+
+def accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding value (RFC 9110 12.5.3) takes gzip: coding names are
+    case-insensitive, `q=0` refuses one, `*` stands for every coding not named. A malformed
+    weight counts as refusal: the body then goes uncompressed, which every client reads."""
+    named: Dict[str, bool] = {}
+    for item in header.split(","):
+        coding, *params = item.split(";")
+        coding = coding.strip().lower()
+        if not coding:
+            continue
+        accepted = True
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    accepted = float(value.strip()) > 0.0
+                except ValueError:
+                    accepted = False
+        named[coding] = accepted
+    for coding in ("gzip", "x-gzip"):
+        if coding in named:
+            return named[coding]
+    return named.get("*", False)
 
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
