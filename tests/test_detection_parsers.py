@@ -8,7 +8,8 @@ import json
 import pytest
 
 from minerwatch import config as config_module
-from minerwatch.exe_content import ExePatterns, PatternError, parse_patterns, shipped_patterns
+from minerwatch.exe_content import ExePatterns
+from minerwatch.exe_patterns import PatternError, parse_patterns, shipped_patterns
 from minerwatch.miner_config import classify
 from minerwatch.yaml_file import ConfigError
 

@@ -259,7 +259,7 @@ def test_web_max_requests_reaches_the_server(serve):
 
 SERVE_IN_A_THREAD = textwrap.dedent("""\
     import signal, sys, threading, urllib.request
-    from minerwatch import service
+    from minerwatch import cli
 
     class Stop:  # what the Windows service hands over: wait(timeout) -> a signal number or None
         def __init__(self):
@@ -272,8 +272,8 @@ SERVE_IN_A_THREAD = textwrap.dedent("""\
 
     def body():  # not the main thread: installing signal handlers here would raise
         try:
-            service.serve_argv([f"--web.listen-address=127.0.0.1:{port}", "--collector.disable-defaults",
-                                "--collector.host", f"--config.file={sys.argv[2]}"], stop)
+            cli.serve_argv([f"--web.listen-address=127.0.0.1:{port}", "--collector.disable-defaults",
+                            "--collector.host", f"--config.file={sys.argv[2]}"], stop)
         except BaseException as exc:
             errors.append(repr(exc))
 

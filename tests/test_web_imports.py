@@ -42,7 +42,7 @@ SERVE_AND_REPORT = textwrap.dedent("""\
 
     builtins.__import__ = recording_import
 
-    from minerwatch import service
+    from minerwatch import cli
 
     class Stop:  # the Windows service's kind of signal source: serve runs in a thread
         def __init__(self):
@@ -56,9 +56,9 @@ SERVE_AND_REPORT = textwrap.dedent("""\
 
     def body():
         try:
-            service.serve_argv([f"--web.listen-address=127.0.0.1:{port}", "--collector.disable-defaults",
-                                "--collector.host", f"--config.file={config}", f"--web.config.file={web_config}"],
-                               stop)
+            cli.serve_argv([f"--web.listen-address=127.0.0.1:{port}", "--collector.disable-defaults",
+                            "--collector.host", f"--config.file={config}", f"--web.config.file={web_config}"],
+                           stop)
         except BaseException as exc:
             errors.append(repr(exc))
 

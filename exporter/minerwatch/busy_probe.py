@@ -30,7 +30,8 @@ from typing import Dict, Optional, Tuple
 
 from minerwatch import tcp_flows
 from minerwatch.behaviour import BehaviourCheck, BehaviourLimits, Track, socket_inodes
-from minerwatch.exe_content import ExePatterns, ExeScanner, shipped_patterns
+from minerwatch.exe_content import ExePatterns, ExeScanner
+from minerwatch.exe_patterns import shipped_patterns
 from minerwatch.exe_worker import ScanWorker
 from minerwatch.miner_config import find as find_miner_config
 from minerwatch.signatures import Signatures, script_of

@@ -4,30 +4,21 @@ from __future__ import annotations
 
 import importlib
 import logging
-import math
 import sys
+from typing import List, Optional
 
 import click
 
-from minerwatch import __version__, logs
+from minerwatch import __version__, logs, service
 from minerwatch.app import Clocks, Options, build_collectors, build_context, build_registry, enabled_collectors
 from minerwatch.config import ConfigError
 from minerwatch.collectors import available
 from minerwatch.collectors.base import DEFAULT_TIMEOUT, CollectorRunner
+from minerwatch.options import FiniteFloatRange
 from minerwatch.text import host_text
 
 DEFAULT_PORT = 9789
 log = logging.getLogger("minerwatch")
-
-
-class FiniteFloatRange(click.FloatRange):
-    """click's FloatRange lets nan through (every comparison with nan is false) and inf."""
-
-    def convert(self, value, param, ctx):
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{number} is not a finite number.", param, ctx)
-        return number
 
 
 def common_options(func):
@@ -141,7 +132,7 @@ def cli():
 def serve(ctx, listen_address, telemetry_path, web_config_file, max_requests, max_connections, collector_timeout,
           **params):
     """Run the exporter. SIGHUP reloads --config.file and --web.config.file."""
-    from minerwatch import memory, service, web
+    from minerwatch import memory, web  # web here: `scan` never loads the HTTP server
 
     logs.setup(params["log_level"], params["log_format"])
     memory.limit_malloc_arenas()  # before threads start: flat memory under many connections
@@ -206,6 +197,32 @@ def scan(ctx, as_json, interval, **params):
             collector.close()
     click.echo(scan_module.render_json(report) if as_json else scan_module.render_table(report))
     ctx.exit(1 if report.suspects else 0)
+
+
+class _GivenSignals(service.SignalSource):
+    """Wraps a caller's object with `wait(timeout)` so `serve` finds it in click's context."""
+
+    def __init__(self, source):
+        self._source = source
+
+    def wait(self, timeout: Optional[float] = None) -> Optional[int]:
+        return self._source.wait(timeout)
+
+    def close(self) -> None:
+        close = getattr(self._source, "close", None)
+        if close is not None:
+            close()
+
+
+def serve_argv(argv: List[str], signals) -> None:
+    """Run `minerwatch serve ARGV` in the calling thread, taking signals from `signals` (an
+    object whose `wait(timeout)` returns a signal number or None) instead of the OS's.
+
+    For callers whose thread cannot install signal handlers (a Windows service's body). Bad
+    flags raise click's UsageError, a bad config ConfigError; a clean stop returns.
+    """
+    source = signals if isinstance(signals, service.SignalSource) else _GivenSignals(signals)
+    cli.main(args=["serve", *argv], prog_name="minerwatch", standalone_mode=False, obj=source)
 
 
 def main(argv=None, obj=None) -> None:

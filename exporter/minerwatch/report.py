@@ -36,7 +36,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 import click
 
 from minerwatch import __version__
-from minerwatch.cli import FiniteFloatRange
+from minerwatch.options import FiniteFloatRange
 from minerwatch.report_prometheus import (DEFAULT_TIMEOUT_SECONDS, MAX_SAMPLE_VALUE, Labels, Prometheus,
                                           ReportError, Samples, chunks, selector)
 from minerwatch.text import host_text

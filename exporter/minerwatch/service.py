@@ -14,7 +14,7 @@ import select
 import signal
 import socket
 import time
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Iterable, Optional
 
 from minerwatch import memory
 from minerwatch.app import Options, build_collectors, build_context, enabled_collectors
@@ -30,42 +30,14 @@ RELOAD_SIGNAL: Optional[int] = getattr(signal, "SIGHUP", None)  # not on Windows
 
 class SignalSource:
     """Where the run loop takes its signals from: `wait(timeout)` returns the next signal number,
-    or None after `timeout` seconds. SignalQueue is the OS's; `serve_argv` takes any such object
-    (the Windows service answers SIGTERM when the service manager says stop)."""
+    or None after `timeout` seconds. SignalQueue is the OS's; `cli.serve_argv` takes any such
+    object (the Windows service answers SIGTERM when the service manager says stop)."""
 
     def wait(self, timeout: Optional[float] = None) -> Optional[int]:  # pragma: no cover - interface
         raise NotImplementedError
 
     def close(self) -> None:
         """Give back what `wait` used."""
-
-
-class _GivenSignals(SignalSource):
-    """Wraps a caller's object with `wait(timeout)` so `serve` finds it in click's context."""
-
-    def __init__(self, source):
-        self._source = source
-
-    def wait(self, timeout: Optional[float] = None) -> Optional[int]:
-        return self._source.wait(timeout)
-
-    def close(self) -> None:
-        close = getattr(self._source, "close", None)
-        if close is not None:
-            close()
-
-
-def serve_argv(argv: List[str], signals) -> None:
-    """Run `minerwatch serve ARGV` in the calling thread, taking signals from `signals` (an
-    object whose `wait(timeout)` returns a signal number or None) instead of the OS's.
-
-    For callers whose thread cannot install signal handlers (a Windows service's body). Bad
-    flags raise click's UsageError, a bad config ConfigError; a clean stop returns.
-    """
-    from minerwatch import cli
-
-    source = signals if isinstance(signals, SignalSource) else _GivenSignals(signals)
-    cli.cli.main(args=["serve", *argv], prog_name="minerwatch", standalone_mode=False, obj=source)
 
 
 class SignalQueue(SignalSource):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from minerwatch.digests import small_sha256
+from minerwatch.exe_patterns import PatternError, load_pattern_file
 from minerwatch.data import shipped_pool_names
 from minerwatch.names import basename as _basename
 from minerwatch.names import norm_name as _norm_name
@@ -584,7 +585,7 @@ class SignatureSettings:
 
     extra_names: Tuple[str, ...] = ()
     extra_patterns: Tuple[str, ...] = ()
-    # Files of byte patterns for executables, in data/exe_patterns.txt's format (exe_content.py),
+    # Files of byte patterns for executables, in data/exe_patterns.txt's format (exe_patterns.py),
     # and the (family, bytes) pairs read from them when the configuration was loaded.
     exe_pattern_files: Tuple[str, ...] = ()
     exe_patterns: Tuple[Tuple[str, bytes], ...] = ()
@@ -592,8 +593,6 @@ class SignatureSettings:
 
 def read_settings(node: Optional[Node]) -> SignatureSettings:
     """The `signatures:` section; a pattern the matcher cannot run is an error naming its line."""
-    from minerwatch.exe_content import PatternError, load_pattern_file  # exe_content imports Match from here
-
     fields = section_fields(node, ("extra_names", "extra_patterns", "exe_pattern_files"))
     files, exe_patterns = [], []
     for item in fields["exe_pattern_files"].items() if "exe_pattern_files" in fields else []:

@@ -37,7 +37,7 @@ log = logging.getLogger("minerwatch.windows.service")
 
 
 class StopRequest:
-    """The run loop's signal source here (minerwatch/service.py, `serve_argv`): `wait()`
+    """The run loop's signal source here (minerwatch/service.py, `cli.serve_argv`): `wait()`
     answers SIGTERM once the service manager asked the service to stop."""
 
     def __init__(self):
@@ -59,9 +59,9 @@ def run_exporter(argv: List[str], stop: StopRequest) -> None:
     The service manager runs a service's body in a thread of its own, where signal handlers
     cannot be installed; so the run loop is handed `stop` as its signal source.
     """
-    from minerwatch import service
+    from minerwatch import cli  # here: the service module must import without the CLI's imports
 
-    service.serve_argv(argv, stop)
+    cli.serve_argv(argv, stop)
 
 
 class MinerwatchService(win32serviceutil.ServiceFramework):
