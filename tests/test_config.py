@@ -5,7 +5,7 @@ import textwrap
 import pytest
 
 from minerwatch import config
-from minerwatch.process_table import ProcessSettings
+from minerwatch.detection.process_table import ProcessSettings
 
 
 def write(tmp_path, text):

@@ -17,8 +17,8 @@ import pytest
 
 from support.processes import stop_pid
 from minerwatch.proc_reader import ProcfsReader
-from minerwatch.process_table import ProcessSettings, ProcessTable
-from minerwatch.signatures import Signatures
+from minerwatch.detection.process_table import ProcessSettings, ProcessTable
+from minerwatch.detection.signatures import Signatures
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="procfs and sock_diag are Linux")
 

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from minerwatch import config as config_module
-from minerwatch.exe_content import ExePatterns
-from minerwatch.exe_patterns import PatternError, parse_patterns, shipped_patterns
-from minerwatch.miner_config import classify
+from minerwatch.detection.exe_content import ExePatterns
+from minerwatch.detection.exe_patterns import PatternError, parse_patterns, shipped_patterns
+from minerwatch.detection.miner_config import classify
 from minerwatch.yaml_file import ConfigError
 
 
@@ -81,7 +81,7 @@ def test_the_trie_regex_finds_what_the_plain_alternation_finds():
     import random
     import re
 
-    from minerwatch.exe_content import trie_pattern
+    from minerwatch.detection.exe_content import trie_pattern
 
     rng = random.Random(17)
     words = sorted({p for _, p in shipped_patterns()} | {b"abcd", b"abcdef", b"abcdxyz", b"abce", b"zzzz"})

@@ -22,8 +22,8 @@ from support.processes import stop_pid, wait_for
 from support.repo import ROOT
 from support.wallets import MONERO_WALLET
 from minerwatch.proc_reader import ProcfsReader
-from minerwatch.process_table import ProcessSettings, ProcessTable
-from minerwatch.signatures import Signatures
+from minerwatch.detection.process_table import ProcessSettings, ProcessTable
+from minerwatch.detection.signatures import Signatures
 from support.fakeminer import build_native
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="procfs and sock_diag are Linux")

@@ -17,8 +17,8 @@ import psutil
 import pytest
 
 from minerwatch.proc_reader import ProcfsReader
-from minerwatch.process_table import ProcessSettings, ProcessTable
-from minerwatch.signatures import Signatures
+from minerwatch.detection.process_table import ProcessSettings, ProcessTable
+from minerwatch.detection.signatures import Signatures
 from support.processes import free_port, stop_pid, wait_for
 
 pytestmark = [

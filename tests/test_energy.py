@@ -232,8 +232,8 @@ def test_cpu_model_with_a_real_process(spawn, promtool):
 
 # -- GPU: NVML energy shared by SM time ----------------------------------------------------------
 def test_gpu_energy_is_shared_by_sm_time_among_suspects(spawn):
-    from minerwatch.process_table import ProcessTable
-    from minerwatch.signatures import Signatures
+    from minerwatch.detection.process_table import ProcessTable
+    from minerwatch.detection.signatures import Signatures
 
     miner = start_burner(spawn)
     table = ProcessTable(ProcfsReader(), Signatures())

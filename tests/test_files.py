@@ -6,9 +6,10 @@ import threading
 
 import pytest
 
-from minerwatch import evidence, miner_config
-from minerwatch.allowlist import file_sha256
-from minerwatch.exe_content import ExePatterns, ExeScanner
+from minerwatch import evidence
+from minerwatch.detection import miner_config
+from minerwatch.detection.allowlist import file_sha256
+from minerwatch.detection.exe_content import ExePatterns, ExeScanner
 from minerwatch.files import open_regular, read_regular
 
 

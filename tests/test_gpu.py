@@ -21,7 +21,7 @@ from minerwatch import config as config_module
 from minerwatch.collectors.gpu import GpuCollector
 from minerwatch.config import Config, ConfigError
 from minerwatch.proc_reader import ProcfsReader, user_name
-from minerwatch.process_table import ProcessSettings
+from minerwatch.detection.process_table import ProcessSettings
 from minerwatch.collectors.base import CollectorRunner, Context
 
 EXPORTER = Path(__file__).resolve().parent.parent / "exporter" / "minerwatch"
@@ -230,8 +230,8 @@ def test_nvml_gone_mid_run_is_up_0_then_initialised_again():
 # -- two GPUs: a miner and an idle one --------------------------------------------------------
 @pytest.fixture
 def process_table():
-    from minerwatch.process_table import ProcessTable
-    from minerwatch.signatures import Signatures
+    from minerwatch.detection.process_table import ProcessTable
+    from minerwatch.detection.signatures import Signatures
 
     return ProcessTable(ProcfsReader(), Signatures())
 
@@ -524,8 +524,8 @@ def test_gpu_busy_counts_as_busy_for_weak_signals(tmp_path):
     import subprocess
     import sys
 
-    from minerwatch.process_table import ProcessTable
-    from minerwatch.signatures import Signatures
+    from minerwatch.detection.process_table import ProcessTable
+    from minerwatch.detection.signatures import Signatures
 
     script = tmp_path / "job.py"  # tmp_path lies under /tmp
     script.write_text("import time\ntime.sleep(120)\n")

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from minerwatch.names import skeleton
-from minerwatch.signatures import Signatures
+from minerwatch.detection.names import skeleton
+from minerwatch.detection.signatures import Signatures
 from minerwatch.text import host_text
 
 S = Signatures()

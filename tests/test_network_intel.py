@@ -20,7 +20,7 @@ from minerwatch.network.pools import (
     parse_ports,
     usable_address,
 )
-from minerwatch.signatures import POOL_DOMAINS
+from minerwatch.detection.signatures import POOL_DOMAINS
 
 IOCS = """\
 # pools seen in incident 2024-17

@@ -103,8 +103,8 @@ def test_strings_processes_share_are_kept_once(tmp_path):
 def test_idle_processes_hold_no_numbers_of_their_own(tmp_path):
     """Most processes never ran: their CPU seconds and recent cores are the one shared 0.0 (24
     bytes a process each otherwise), and the table keeps their argv as one tuple."""
-    from minerwatch.process_table import ProcessTable, ProcessSettings
-    from minerwatch.signatures import Signatures
+    from minerwatch.detection.process_table import ProcessTable, ProcessSettings
+    from minerwatch.detection.signatures import Signatures
 
     same = dict(comm="sleep", argv=["/usr/bin/sleep", "3600"], exe="/usr/bin/sleep", utime=0, stime=0)
     proc = build(tmp_path, [FakeProcess(101, **same), FakeProcess(102, **same)])

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from minerwatch import tcp_flows
+from minerwatch.detection import tcp_flows
 from support.loopback import loopback_connections
 
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))

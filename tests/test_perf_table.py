@@ -7,8 +7,8 @@ a new view of every process). Figures are in tests/benchmark/run.sh, not here.
 """
 
 from minerwatch.proc_reader import ProcfsReader
-from minerwatch.process_table import ProcessSettings, ProcessTable
-from minerwatch.signatures import Signatures
+from minerwatch.detection.process_table import ProcessSettings, ProcessTable
+from minerwatch.detection.signatures import Signatures
 from support.procfs import TICKS, FakeProcess, build, stat_line
 
 MINER = FakeProcess(100, "xmrig", ["./xmrig", "-o", "stratum+tcp://pool.example:3333"], exe="/home/bob/xmrig")

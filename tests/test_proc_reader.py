@@ -140,8 +140,8 @@ def test_a_long_command_line_is_matched_whole_but_kept_bounded(spawn):
     """A miner flag after a megabyte of padding is still seen (matching reads it all); what stays
     in memory for the process's life is at most ARGV_KEPT_CHARS."""
     from minerwatch.proc_reader import ARGV_KEPT_CHARS
-    from minerwatch.process_table import ProcessTable
-    from minerwatch.signatures import Signatures
+    from minerwatch.detection.process_table import ProcessTable
+    from minerwatch.detection.signatures import Signatures
     from support.processes import wait_for
 
     padding = ["x" * 100_000] * 10

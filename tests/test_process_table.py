@@ -2,10 +2,10 @@
 
 import pytest
 
-from minerwatch.allowlist import Allowlist, AllowRule
+from minerwatch.detection.allowlist import Allowlist, AllowRule
 from minerwatch.proc_reader import ProcfsReader
-from minerwatch.process_table import ProcessSettings, ProcessTable
-from minerwatch.signatures import Match, Signatures
+from minerwatch.detection.process_table import ProcessSettings, ProcessTable
+from minerwatch.detection.signatures import Match, Signatures
 from support.procfs import TICKS, FakeProcess, build
 
 WALLET = "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A"
@@ -144,7 +144,7 @@ def test_allowlisted_process_is_never_suspect(tmp_path):
 
 
 def test_allowlist_by_sha256_reads_the_running_binary(tmp_path):
-    from minerwatch.allowlist import file_sha256
+    from minerwatch.detection.allowlist import file_sha256
 
     binary = tmp_path / "backup-tool"
     binary.write_bytes(b"\x7fELF pretend binary")

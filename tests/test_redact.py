@@ -1,10 +1,10 @@
-"""Tests of minerwatch.redact: secrets in command lines never reach /metrics, `scan` or a log."""
+"""Tests of minerwatch.detection.redact: secrets in command lines never reach /metrics, `scan` or a log."""
 
 from __future__ import annotations
 
 import pytest
 
-from minerwatch.redact import redact_cmdline, redact_text
+from minerwatch.detection.redact import redact_cmdline, redact_text
 
 XMR = "48edfHu7V9Z84YzzMa6fUueoELZ9ZRXq9VetWzYGzKt52XU5xvqgzYnDK9URnRoJMk1j8nLwEVsaSWJ4fhdUyZijBGUicoD"
 

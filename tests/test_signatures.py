@@ -1,4 +1,4 @@
-"""Tests of minerwatch.signatures: shipped lists and matchers (redaction: tests/test_redact.py)."""
+"""Tests of minerwatch.detection.signatures: shipped lists and matchers (redaction: tests/test_redact.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from minerwatch import signatures as sig
-from minerwatch.signatures import (
+from minerwatch.detection import signatures as sig
+from minerwatch.detection.signatures import (
     BEHAVIOUR_SIGNALS,
     DISGUISE_SIGNALS,
     MINER_NAME_PREFIXES,
@@ -683,7 +683,7 @@ def test_temp_dirs(exe):
     ],
 )
 def test_script_in_temp_dir(exe, argv, script):
-    from minerwatch.signatures import script_of
+    from minerwatch.detection.signatures import script_of
 
     assert script_of(exe, argv) == script
     signals = [m.signal for m in S.match_all(comm=argv[0], exe=exe, exe_deleted=False, argv=argv)]
@@ -806,7 +806,7 @@ def test_signatures_read_the_shipped_pool_list_without_the_network_package():
     import subprocess
     import sys
 
-    script = ("import sys, minerwatch.signatures as s\n"
+    script = ("import sys, minerwatch.detection.signatures as s\n"
               "print(sorted(m for m in sys.modules if m.startswith('minerwatch.')))\n"
               "print(s.is_pool_host('xmr-eu1.nanopool.org'), s.is_pool_host('www.binance.com'))\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)

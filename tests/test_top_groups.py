@@ -8,11 +8,11 @@ import time
 
 import yaml
 
-from minerwatch.allowlist import Allowlist, AllowRule
+from minerwatch.detection.allowlist import Allowlist, AllowRule
 from minerwatch.proc_reader import ProcfsReader
-from minerwatch.process_table import ProcessSettings, ProcessTable
-from minerwatch.signatures import Signatures
-from minerwatch.top_groups import TopGroups
+from minerwatch.detection.process_table import ProcessSettings, ProcessTable
+from minerwatch.detection.signatures import Signatures
+from minerwatch.detection.top_groups import TopGroups
 from support.exporter import Exporter, find
 from support.processes import stop_pid, wait_for
 from support.promtool import check_metrics

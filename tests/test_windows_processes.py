@@ -11,9 +11,9 @@ import os
 import psutil
 import pytest
 
-from minerwatch.process_table import ProcessTable
+from minerwatch.detection.process_table import ProcessTable
 from minerwatch.proc_reader import PsutilReader, ReadError
-from minerwatch.signatures import Signatures
+from minerwatch.detection.signatures import Signatures
 from support.fakes.psutil_windows import (
     FakeWindowsHost, WinProcess, _Process, filetime, pcputimes, pmem, system_processes,
 )

@@ -9,14 +9,14 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, Iterable, List, Optional
 
 from minerwatch import __version__, config as config_module
-from minerwatch.allowlist import Allowlist
+from minerwatch.detection.allowlist import Allowlist
 from minerwatch.metrics import GaugeMetricFamily, Metric, Registry
 from minerwatch.proc_reader import default_reader
-from minerwatch.process_table import ProcessTable
+from minerwatch.detection.process_table import ProcessTable
 from minerwatch.collectors import available
 from minerwatch.collectors.base import Collector, CollectorRunner, Context
 from minerwatch.self_metrics import ProcessMetrics, PythonInfo
-from minerwatch.signatures import Signatures
+from minerwatch.detection.signatures import Signatures
 
 log = logging.getLogger("minerwatch")
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
-from minerwatch import allowlist, process_table, signatures
-from minerwatch.allowlist import AllowRule
+from minerwatch.detection import allowlist, process_table, signatures
+from minerwatch.detection.allowlist import AllowRule
 from minerwatch.antivirus import sources as antivirus_sources
 from minerwatch.antivirus.sources import AntivirusSettings
 from minerwatch.collectors import energy, gpu
@@ -30,8 +30,8 @@ from minerwatch.collectors.energy import EnergySettings
 from minerwatch.collectors.gpu import GpuSettings
 from minerwatch.network import settings as network_settings
 from minerwatch.network.settings import NetworkSettings
-from minerwatch.process_table import ProcessSettings
-from minerwatch.signatures import SignatureSettings
+from minerwatch.detection.process_table import ProcessSettings
+from minerwatch.detection.signatures import SignatureSettings
 from minerwatch.yaml_file import MAX_BYTES, ConfigError, Node, load_yaml  # noqa: F401 - the names other modules use
 
 # Top-level sections and who reads each; an unknown section is an error.

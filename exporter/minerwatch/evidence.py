@@ -37,7 +37,7 @@ from typing import Dict, List, Optional, Tuple
 import click
 
 from minerwatch import __version__
-from minerwatch.allowlist import MAX_HASHED_BYTES
+from minerwatch.detection.allowlist import MAX_HASHED_BYTES
 from minerwatch.options import FiniteFloatRange
 from minerwatch.files import BoundedRead, NotRegularFile, open_regular, read_regular
 from minerwatch.interrupts import Stopped, TimedOut, deadline, end_by, shielded, stop_signals_raise
@@ -213,7 +213,7 @@ def _psutil_chain(pid: int) -> List[dict]:
 
 def full_cmdline(argv: List[str]) -> str:
     """The whole command line with credentials redacted, not truncated as in labels."""
-    from minerwatch.redact import redact_cmdline
+    from minerwatch.detection.redact import redact_cmdline
 
     return redact_cmdline(argv, max_length=1 << 20)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import List
 
 from minerwatch.antivirus import describe_exclusions
-from minerwatch.process_table import ProcessView
+from minerwatch.detection.process_table import ProcessView
 from minerwatch.collectors.base import Context
 from minerwatch.text import host_text as _safe
 

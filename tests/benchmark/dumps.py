@@ -16,7 +16,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # tests/: support
-from minerwatch import tcp_flows  # noqa: E402
+from minerwatch.detection import tcp_flows  # noqa: E402
 from minerwatch.network.sockets import ProcNetSockets  # noqa: E402
 from support.loopback import loopback_connections  # noqa: E402
 

@@ -14,8 +14,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "exporter"))
 
-from minerwatch.exe_content import ExePatterns, trie_pattern  # noqa: E402
-from minerwatch.exe_patterns import shipped_patterns  # noqa: E402
+from minerwatch.detection.exe_content import ExePatterns, trie_pattern  # noqa: E402
+from minerwatch.detection.exe_patterns import shipped_patterns  # noqa: E402
 
 
 def rate(regex, data: bytes, repeats: int = 3) -> float:

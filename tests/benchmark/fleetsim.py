@@ -16,7 +16,7 @@ number of it a flag of fleet.py and printed with the results:
 
 Each host exports its top-K busiest processes (K = 5 by default, as the exporter) the way the
 real exporter does: suspects per pid (the per-pid families learnt from it), the others by
-(name, user) group through the exporter's own `minerwatch.top_groups.TopGroups` (a CPU counter
+(name, user) group through the exporter's own `minerwatch.detection.top_groups.TopGroups` (a CPU counter
 per group that ends after resting out of the top). `--top-by-pid` models the exporter before
 that change, every top-K process with the per-pid families: that is where pids churned.
 """
@@ -36,7 +36,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Dict, List, Optional, Tuple
 
-from minerwatch.top_groups import TopGroups
+from minerwatch.detection.top_groups import TopGroups
 
 ROOT = Path(__file__).resolve().parents[2]
 TOP_K_LABELS = {"pid", "name", "user"}

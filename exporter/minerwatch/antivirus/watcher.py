@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 from minerwatch.antivirus.model import Compiled, Exclusion, Reading, SourceError
-from minerwatch.signatures import Match
+from minerwatch.detection.signatures import Match
 
 log = logging.getLogger("minerwatch.antivirus")
 

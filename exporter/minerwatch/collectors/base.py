@@ -18,7 +18,7 @@ from minerwatch.metrics import GaugeMetricFamily, Metric
 
 if TYPE_CHECKING:  # config.py imports the collectors' settings readers, so not at run time
     from minerwatch.config import Config
-    from minerwatch.process_table import ProcessTable
+    from minerwatch.detection.process_table import ProcessTable
 
 log = logging.getLogger("minerwatch.collectors")
 

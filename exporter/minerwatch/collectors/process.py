@@ -26,7 +26,7 @@ from typing import Iterable, Optional
 
 from minerwatch.collectors.base import Collector, register
 from minerwatch.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
-from minerwatch.top_groups import TopGroups
+from minerwatch.detection.top_groups import TopGroups
 
 LABELS = ["pid", "name", "user"]
 GROUP_LABELS = ["name", "user", "allowlisted"]

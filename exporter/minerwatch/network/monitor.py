@@ -36,7 +36,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from minerwatch.network.pools import PoolList, PoolListLoader, PoolResolver
 from minerwatch.network.sniffer import Sniffer, SnifferState
 from minerwatch.network.sockets import Conn
-from minerwatch.signatures import Match
+from minerwatch.detection.signatures import Match
 
 EVIDENCE = ("stratum", "sni", "connect", "list", "dns", "dns_query", "dns_answer", "lookup", "port")  # strongest first
 WEAK = frozenset({"dns_answer", "lookup", "port"})  # exported, never a signal alone

@@ -25,10 +25,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Tuple
 
-from minerwatch.allowlist import Allowlist, file_sha256
+from minerwatch.detection.allowlist import Allowlist, file_sha256
 from minerwatch.proc_reader import ProcFacts, ProcStat, ReadError, bounded_argv
-from minerwatch.redact import REDACTED, redact_cmdline
-from minerwatch.signatures import STRONG_SIGNALS, WEAK_SIGNALS, Match, Signatures
+from minerwatch.detection.redact import REDACTED, redact_cmdline
+from minerwatch.detection.signatures import STRONG_SIGNALS, WEAK_SIGNALS, Match, Signatures
 from minerwatch.text import host_text
 from minerwatch.yaml_file import Node, section_fields
 
@@ -207,20 +207,20 @@ class ProcessTable:
         self.busy_probe = self._make_busy_probe()
 
     def _make_exe_scans(self):
-        from minerwatch.exe_content import ExePatterns, ExeScanner
-        from minerwatch.exe_worker import ScanWorker
+        from minerwatch.detection.exe_content import ExePatterns, ExeScanner
+        from minerwatch.detection.exe_worker import ScanWorker
 
         if self.settings.busy_probe_interval_seconds <= 0:
             return ScanWorker(ExeScanner(ExePatterns([])))  # hashes only: suspects, allowlist rules
-        from minerwatch.busy_probe import scanner_for
+        from minerwatch.detection.busy_probe import scanner_for
 
         return ScanWorker(scanner_for(self.signatures))
 
     def _make_busy_probe(self):
         if self.settings.busy_probe_interval_seconds <= 0:
             return None
-        from minerwatch.behaviour import BehaviourLimits
-        from minerwatch.busy_probe import BusyProbe
+        from minerwatch.detection.behaviour import BehaviourLimits
+        from minerwatch.detection.busy_probe import BusyProbe
 
         return BusyProbe(self.reader, self.signatures, getattr(self.reader, "procfs", None),
                          self.settings.busy_probe_interval_seconds,

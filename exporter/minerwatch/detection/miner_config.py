@@ -23,8 +23,8 @@ import re
 from typing import Iterable, List, Optional, Sequence
 
 from minerwatch.files import read_regular
-from minerwatch.redact import redact_text
-from minerwatch.signatures import POOL_URL_RE, Match
+from minerwatch.detection.redact import redact_text
+from minerwatch.detection.signatures import POOL_URL_RE, Match
 from minerwatch.text import host_text
 
 MAX_BYTES = 1 << 20  # a miner config is a few KiB; bigger files are read only this far

@@ -28,13 +28,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
-from minerwatch import tcp_flows
-from minerwatch.behaviour import BehaviourCheck, BehaviourLimits, Track, socket_inodes
-from minerwatch.exe_content import ExePatterns, ExeScanner
-from minerwatch.exe_patterns import shipped_patterns
-from minerwatch.exe_worker import ScanWorker
-from minerwatch.miner_config import find as find_miner_config
-from minerwatch.signatures import Signatures, script_of
+from minerwatch.detection import tcp_flows
+from minerwatch.detection.behaviour import BehaviourCheck, BehaviourLimits, Track, socket_inodes
+from minerwatch.detection.exe_content import ExePatterns, ExeScanner
+from minerwatch.detection.exe_patterns import shipped_patterns
+from minerwatch.detection.exe_worker import ScanWorker
+from minerwatch.detection.miner_config import find as find_miner_config
+from minerwatch.detection.signatures import Signatures, script_of
 from minerwatch.text import host_text
 
 log = logging.getLogger("minerwatch.process")

@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from minerwatch.digests import small_sha256
-from minerwatch.exe_patterns import PatternError, load_pattern_file
+from minerwatch.detection.exe_patterns import PatternError, load_pattern_file
 from minerwatch.data import shipped_pool_names
-from minerwatch.names import basename as _basename
-from minerwatch.names import norm_name as _norm_name
-from minerwatch.names import may_fold, skeleton
-from minerwatch.names import stem as _stem
-from minerwatch.redact import redact_text as _redact_text
-from minerwatch.user_regex import compile_user_pattern
+from minerwatch.detection.names import basename as _basename
+from minerwatch.detection.names import norm_name as _norm_name
+from minerwatch.detection.names import may_fold, skeleton
+from minerwatch.detection.names import stem as _stem
+from minerwatch.detection.redact import redact_text as _redact_text
+from minerwatch.detection.user_regex import compile_user_pattern
 from minerwatch.yaml_file import Node, section_fields
 
 __all__ = [

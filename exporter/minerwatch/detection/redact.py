@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import List, Optional, Sequence, Tuple
 
-from minerwatch.names import norm_name, stem
+from minerwatch.detection.names import norm_name, stem
 
 __all__ = ["REDACTED", "redact_cmdline", "redact_text"]
 

@@ -30,10 +30,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from minerwatch.allowlist import MAX_HASHED_BYTES
+from minerwatch.detection.allowlist import MAX_HASHED_BYTES
 from minerwatch.digests import file_hasher
 from minerwatch.files import open_regular
-from minerwatch.signatures import Match
+from minerwatch.detection.signatures import Match
 from minerwatch.text import host_text
 
 CHUNK = 64 << 10

@@ -46,7 +46,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Callable, Dict, Iterator, Optional, Tuple
 
-from minerwatch.exe_content import ContentResult, ExeScanner
+from minerwatch.detection.exe_content import ContentResult, ExeScanner
 from minerwatch.files import open_regular
 from minerwatch.text import host_text
 
