@@ -24,7 +24,7 @@ from minerwatch.antivirus.model import Exclusion, SourceError
 from minerwatch.app import Options, build_context
 from minerwatch.collectors.antivirus import AntivirusCollector
 from minerwatch.config import ConfigError
-from minerwatch.proc_reader import ProcFacts
+from minerwatch.host.proc_reader import ProcFacts
 from minerwatch.collectors.base import Context
 
 PREFS = r"HKLM\SOFTWARE\Microsoft\Windows Defender\Exclusions"

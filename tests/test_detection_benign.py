@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from support.processes import stop_pid
-from minerwatch.proc_reader import ProcfsReader
+from minerwatch.host.proc_reader import ProcfsReader
 from minerwatch.detection.process_table import ProcessSettings, ProcessTable
 from minerwatch.detection.signatures import Signatures
 

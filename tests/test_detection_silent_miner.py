@@ -21,7 +21,7 @@ import pytest
 from support.processes import stop_pid, wait_for
 from support.repo import ROOT
 from support.wallets import MONERO_WALLET
-from minerwatch.proc_reader import ProcfsReader
+from minerwatch.host.proc_reader import ProcfsReader
 from minerwatch.detection.process_table import ProcessSettings, ProcessTable
 from minerwatch.detection.signatures import Signatures
 from support.fakeminer import build_native

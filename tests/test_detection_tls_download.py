@@ -16,7 +16,7 @@ import time
 import psutil
 import pytest
 
-from minerwatch.proc_reader import ProcfsReader
+from minerwatch.host.proc_reader import ProcfsReader
 from minerwatch.detection.process_table import ProcessSettings, ProcessTable
 from minerwatch.detection.signatures import Signatures
 from support.processes import free_port, stop_pid, wait_for

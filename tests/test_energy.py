@@ -14,13 +14,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from support.fakes.nvml import FakeGpu
 from support.processes import wait_for
 from support.promtool import check_metrics
-from minerwatch import rapl
+from minerwatch.host import rapl
 from minerwatch.app import Options, build_context
 from minerwatch.collectors.energy import DEFAULT_CPU_WATTS_PER_CORE, EnergyCollector
 from minerwatch.collectors.host import busy_seconds, read_cpu
 from minerwatch.config import ConfigError
 from minerwatch.config import load as load_config
-from minerwatch.proc_reader import ProcfsReader, user_name
+from minerwatch.host.proc_reader import ProcfsReader, user_name
 from support.procfs import TICKS, FakeProcess, build, stat_line
 from test_gpu import make as make_gpu
 

@@ -10,7 +10,7 @@ from minerwatch import evidence
 from minerwatch.detection import miner_config
 from minerwatch.detection.allowlist import file_sha256
 from minerwatch.detection.exe_content import ExePatterns, ExeScanner
-from minerwatch.files import open_regular, read_regular
+from minerwatch.host.files import open_regular, read_regular
 
 
 def returns_within(seconds, fn, *args):

@@ -20,12 +20,12 @@ from support.promtool import check_metrics
 from minerwatch import config as config_module
 from minerwatch.collectors.gpu import GpuCollector
 from minerwatch.config import Config, ConfigError
-from minerwatch.proc_reader import ProcfsReader, user_name
+from minerwatch.host.proc_reader import ProcfsReader, user_name
 from minerwatch.detection.process_table import ProcessSettings
 from minerwatch.collectors.base import CollectorRunner, Context
 
 EXPORTER = Path(__file__).resolve().parent.parent / "exporter" / "minerwatch"
-SOURCES = [EXPORTER / "gpu_reader.py", EXPORTER / "collectors" / "gpu.py"]
+SOURCES = [EXPORTER / "host" / "gpu_reader.py", EXPORTER / "collectors" / "gpu.py"]
 MIB = 1024 ** 2
 
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from minerwatch.proc_reader import ProcfsReader, ReadError
+from minerwatch.host.proc_reader import ProcfsReader, ReadError
 from support.procfs import TICKS, FakeProcess, build, stat_line
 from support.processes import stop_pid
 
@@ -145,7 +145,7 @@ def test_a_dropped_reader_closes_its_descriptors():
 
 LISTING_PROBE = r"""
 import os, subprocess, sys, threading, time
-from minerwatch.proc_reader import ProcfsReader, ReadError
+from minerwatch.host.proc_reader import ProcfsReader, ReadError
 
 reader = ProcfsReader("/proc")
 first = reader.pids()

@@ -61,7 +61,7 @@ def test_serve_without_gpu_user_patterns_or_users_leaves_their_libraries_unloade
 
 LOADER = r"""
 import json, logging, sys
-from minerwatch.gpu_reader import NvmlReader, PynvmlLoader
+from minerwatch.host.gpu_reader import NvmlReader, PynvmlLoader
 
 logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
 now = [0.0]

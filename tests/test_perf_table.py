@@ -6,7 +6,7 @@ Needs the process_table.py patch of issue 17 (it fails on the table before it: e
 a new view of every process). Figures are in tests/benchmark/run.sh, not here.
 """
 
-from minerwatch.proc_reader import ProcfsReader
+from minerwatch.host.proc_reader import ProcfsReader
 from minerwatch.detection.process_table import ProcessSettings, ProcessTable
 from minerwatch.detection.signatures import Signatures
 from support.procfs import TICKS, FakeProcess, build, stat_line

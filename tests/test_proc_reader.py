@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from minerwatch.proc_reader import ProcfsReader, PsutilReader, ReadError, default_reader
+from minerwatch.host.proc_reader import ProcfsReader, PsutilReader, ReadError, default_reader
 from support.procfs import BOOT_TIME, TICKS, FakeProcess, build
 
 
@@ -139,7 +139,7 @@ def test_both_readers_make_a_live_hostile_process_safe_alike(tmp_path):
 def test_a_long_command_line_is_matched_whole_but_kept_bounded(spawn):
     """A miner flag after a megabyte of padding is still seen (matching reads it all); what stays
     in memory for the process's life is at most ARGV_KEPT_CHARS."""
-    from minerwatch.proc_reader import ARGV_KEPT_CHARS
+    from minerwatch.host.proc_reader import ARGV_KEPT_CHARS
     from minerwatch.detection.process_table import ProcessTable
     from minerwatch.detection.signatures import Signatures
     from support.processes import wait_for

@@ -3,7 +3,7 @@
 import pytest
 
 from minerwatch.detection.allowlist import Allowlist, AllowRule
-from minerwatch.proc_reader import ProcfsReader
+from minerwatch.host.proc_reader import ProcfsReader
 from minerwatch.detection.process_table import ProcessSettings, ProcessTable
 from minerwatch.detection.signatures import Match, Signatures
 from support.procfs import TICKS, FakeProcess, build

@@ -9,7 +9,7 @@ import time
 import yaml
 
 from minerwatch.detection.allowlist import Allowlist, AllowRule
-from minerwatch.proc_reader import ProcfsReader
+from minerwatch.host.proc_reader import ProcfsReader
 from minerwatch.detection.process_table import ProcessSettings, ProcessTable
 from minerwatch.detection.signatures import Signatures
 from minerwatch.detection.top_groups import TopGroups

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from minerwatch.detection.process_table import ProcessTable
-from minerwatch.proc_reader import PsutilReader, ReadError
+from minerwatch.host.proc_reader import PsutilReader, ReadError
 from minerwatch.detection.signatures import Signatures
 from support.fakes.psutil_windows import (
     FakeWindowsHost, WinProcess, _Process, filetime, pcputimes, pmem, system_processes,

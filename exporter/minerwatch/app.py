@@ -11,7 +11,7 @@ from typing import Callable, Dict, Iterable, List, Optional
 from minerwatch import __version__, config as config_module
 from minerwatch.detection.allowlist import Allowlist
 from minerwatch.metrics import GaugeMetricFamily, Metric, Registry
-from minerwatch.proc_reader import default_reader
+from minerwatch.host.proc_reader import default_reader
 from minerwatch.detection.process_table import ProcessTable
 from minerwatch.collectors import available
 from minerwatch.collectors.base import Collector, CollectorRunner, Context
@@ -65,7 +65,7 @@ def build_context(options: Options) -> Context:
     if given:
         config = replace(config, process=replace(config.process, **given))
     if options.reader == "psutil":
-        from minerwatch.proc_reader import PsutilReader
+        from minerwatch.host.proc_reader import PsutilReader
 
         reader = PsutilReader()
     else:

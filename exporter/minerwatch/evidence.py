@@ -39,7 +39,7 @@ import click
 from minerwatch import __version__
 from minerwatch.detection.allowlist import MAX_HASHED_BYTES
 from minerwatch.options import FiniteFloatRange
-from minerwatch.files import BoundedRead, NotRegularFile, open_regular, read_regular
+from minerwatch.host.files import BoundedRead, NotRegularFile, open_regular, read_regular
 from minerwatch.interrupts import Stopped, TimedOut, deadline, end_by, shielded, stop_signals_raise
 from minerwatch.text import host_text
 

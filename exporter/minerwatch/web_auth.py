@@ -19,7 +19,7 @@ import threading
 from collections import OrderedDict
 from typing import Dict, Optional
 
-from minerwatch.digests import small_sha256
+from minerwatch.host.digests import small_sha256
 
 # $2a$, $2b$ or $2y$, a two-digit cost from 04 to 31, then 22 characters of salt and 31 of hash.
 BCRYPT_HASH = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Dict, List
 
-from minerwatch.proc_reader import user_name
+from minerwatch.host.proc_reader import user_name
 
 from support.exporter import Exporter
 from support.repo import FIXTURES, ROOT

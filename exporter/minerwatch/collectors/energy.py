@@ -31,10 +31,10 @@ import logging
 from dataclasses import dataclass
 from typing import Dict, Iterable, NamedTuple, Optional, Tuple
 
-from minerwatch import rapl
+from minerwatch.host import rapl
 from minerwatch.collectors.host import busy_seconds, read_cpu
 from minerwatch.collectors.process import LABELS
-from minerwatch.proc_reader import ReadError
+from minerwatch.host.proc_reader import ReadError
 from minerwatch.collectors.base import Collector, Context, register
 from minerwatch.yaml_file import Node, section_fields
 from minerwatch.metrics import CounterMetricFamily, GaugeMetricFamily, Metric

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Tuple
 
-from minerwatch.digests import file_hasher
-from minerwatch.files import open_regular
+from minerwatch.host.digests import file_hasher
+from minerwatch.host.files import open_regular
 from minerwatch.yaml_file import Node, section_items
 
 ALLOWLIST_KEYS = ("name", "exe", "user", "sha256")

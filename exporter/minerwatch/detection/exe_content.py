@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from minerwatch.detection.allowlist import MAX_HASHED_BYTES
-from minerwatch.digests import file_hasher
-from minerwatch.files import open_regular
+from minerwatch.host.digests import file_hasher
+from minerwatch.host.files import open_regular
 from minerwatch.detection.signatures import Match
 from minerwatch.text import host_text
 

@@ -47,7 +47,7 @@ from contextlib import contextmanager
 from typing import Callable, Dict, Iterator, Optional, Tuple
 
 from minerwatch.detection.exe_content import ContentResult, ExeScanner
-from minerwatch.files import open_regular
+from minerwatch.host.files import open_regular
 from minerwatch.text import host_text
 
 log = logging.getLogger("minerwatch.process")

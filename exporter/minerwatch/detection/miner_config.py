@@ -22,7 +22,7 @@ import os
 import re
 from typing import Iterable, List, Optional, Sequence
 
-from minerwatch.files import read_regular
+from minerwatch.host.files import read_regular
 from minerwatch.detection.redact import redact_text
 from minerwatch.detection.signatures import POOL_URL_RE, Match
 from minerwatch.text import host_text

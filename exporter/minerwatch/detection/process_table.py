@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Tuple
 
 from minerwatch.detection.allowlist import Allowlist, file_sha256
-from minerwatch.proc_reader import ProcFacts, ProcStat, ReadError, bounded_argv
+from minerwatch.host.proc_reader import ProcFacts, ProcStat, ReadError, bounded_argv
 from minerwatch.detection.redact import REDACTED, redact_cmdline
 from minerwatch.detection.signatures import STRONG_SIGNALS, WEAK_SIGNALS, Match, Signatures
 from minerwatch.text import host_text

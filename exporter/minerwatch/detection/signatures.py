@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from minerwatch.digests import small_sha256
+from minerwatch.host.digests import small_sha256
 from minerwatch.detection.exe_patterns import PatternError, load_pattern_file
 from minerwatch.data import shipped_pool_names
 from minerwatch.detection.names import basename as _basename
