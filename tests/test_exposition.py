@@ -1,4 +1,4 @@
-"""minerwatch's own metric families and exposition (minerwatch.metrics, .exposition,
+"""minerwatch's own metric families and exposition (minerwatch.serving.metrics, .exposition,
 .self_metrics) against client_python, the reference: the same objects, the same bytes, the same
 negotiation; the exporter itself never imports prometheus_client (issue 17: its exposition module
 pulls in ssl, http.server, urllib and wsgiref)."""
@@ -21,8 +21,8 @@ from prometheus_client import metrics_core as reference
 from prometheus_client.exposition import choose_encoder as reference_choose_encoder
 from prometheus_client.openmetrics import exposition as reference_openmetrics
 
-from minerwatch import exposition, metrics, self_metrics
-from minerwatch.exposition import choose_encoder, encode_openmetrics, encode_text
+from minerwatch.serving import exposition, metrics, self_metrics
+from minerwatch.serving.exposition import choose_encoder, encode_openmetrics, encode_text
 from support import golden
 from support.processes import wait_for
 from support.promtool import check_metrics
@@ -319,6 +319,7 @@ def golden_families(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", FakeNvml(e2e_serve.gpus(), driver_version="550.54.15",
                                                          process_names={99999: "/usr/bin/python3"}))
     from minerwatch import service
+    from minerwatch.serving import web
     from minerwatch.app import (Clocks, Options, build_collectors, build_context, build_registry, close_collectors,
                                 enabled_collectors)
     from minerwatch.collectors.base import CollectorRunner
@@ -333,7 +334,12 @@ def golden_families(monkeypatch):
     try:
         registry = build_registry(runner)
         registry.register(service.ReloadStatus())
-        return list(registry.collect())
+        # the HTTP server registers its own families (connections, rate limit, TLS reloads)
+        server = web.ExporterServer(("127.0.0.1", 0), registry, "/metrics", web.WebConfig(), "0.0.0")
+        try:
+            return list(registry.collect())
+        finally:
+            server.server_close()
     finally:
         close_collectors(collectors)
         getattr(context.processes.reader, "close", lambda: None)()
@@ -423,11 +429,12 @@ def test_registry_collects_in_order_and_refuses_a_name_twice():
 
 SERVE_WITHOUT_CLIENT_PYTHON = r"""
 import json, sys
-from minerwatch import cli, service, web  # what `minerwatch serve` imports
+from minerwatch import cli, service  # what `minerwatch serve` imports
+from minerwatch.serving import web
 from minerwatch.app import (Options, build_collectors, build_context, build_registry, close_collectors,
                             enabled_collectors)
 from minerwatch.collectors.base import CollectorRunner
-from minerwatch.exposition import choose_encoder
+from minerwatch.serving.exposition import choose_encoder
 
 e2e = sys.argv[1]
 options = Options(procfs=e2e + "/proc", sysfs=e2e + "/sys", rootfs=e2e + "/root", config_file=e2e + "/minerwatch.yml")

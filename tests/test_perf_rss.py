@@ -30,7 +30,8 @@ def _nvml_present() -> bool:
 
 SERVE_MODULES = r"""
 import json, sys
-from minerwatch import cli, web  # what `minerwatch serve` imports
+from minerwatch import cli  # what `minerwatch serve` imports
+from minerwatch.serving import web
 from minerwatch.app import Options, build_collectors, build_context, close_collectors, enabled_collectors
 
 options = Options()

@@ -10,7 +10,7 @@ import threading
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from minerwatch import web
+from minerwatch.serving import web
 from minerwatch.config import ConfigError
 from support.web_auth_config import basic_auth_config
 

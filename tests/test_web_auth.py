@@ -9,8 +9,8 @@ import threading
 import bcrypt
 import pytest
 
-from minerwatch import web
-from minerwatch.web_auth import BasicAuth
+from minerwatch.serving import web
+from minerwatch.serving.web_auth import BasicAuth
 from test_web_http import get, in_threads, serving, stop
 
 REAL_CHECKPW = bcrypt.checkpw

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from minerwatch import web
+from minerwatch.serving import web
 from support.processes import free_port, stop_pid, wait_for
 from support.repo import offline
 from test_web_http import serving, stop

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
 from support.processes import wait_for
-from minerwatch import web
+from minerwatch.serving import web
 
 
 class BlockingCollector:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from minerwatch import web
+from minerwatch.serving import web
 from minerwatch.config import ConfigError
 from test_web import certs  # noqa: F401  (fixture)
 from support.processes import wait_for

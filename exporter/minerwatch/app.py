@@ -10,12 +10,12 @@ from typing import Callable, Dict, Iterable, List, Optional
 
 from minerwatch import __version__, config as config_module
 from minerwatch.detection.allowlist import Allowlist
-from minerwatch.metrics import GaugeMetricFamily, Metric, Registry
+from minerwatch.serving.metrics import GaugeMetricFamily, Metric, Registry
 from minerwatch.host.proc_reader import default_reader
 from minerwatch.detection.process_table import ProcessTable
 from minerwatch.collectors import available
 from minerwatch.collectors.base import Collector, CollectorRunner, Context
-from minerwatch.self_metrics import ProcessMetrics, PythonInfo
+from minerwatch.serving.self_metrics import ProcessMetrics, PythonInfo
 from minerwatch.detection.signatures import Signatures
 
 log = logging.getLogger("minerwatch")

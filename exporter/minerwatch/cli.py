@@ -132,7 +132,8 @@ def cli():
 def serve(ctx, listen_address, telemetry_path, web_config_file, max_requests, max_connections, collector_timeout,
           **params):
     """Run the exporter. SIGHUP reloads --config.file and --web.config.file."""
-    from minerwatch import memory, web  # web here: `scan` never loads the HTTP server
+    from minerwatch import memory  # web here: `scan` never loads the HTTP server
+    from minerwatch.serving import web
 
     logs.setup(params["log_level"], params["log_format"])
     memory.limit_malloc_arenas()  # before threads start: flat memory under many connections

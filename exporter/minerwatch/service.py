@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Optional
 from minerwatch import memory
 from minerwatch.app import Options, build_collectors, build_context, enabled_collectors
 from minerwatch.collectors.base import CollectorRunner
-from minerwatch.metrics import GaugeMetricFamily, Metric
+from minerwatch.serving.metrics import GaugeMetricFamily, Metric
 from minerwatch.text import host_text
 
 log = logging.getLogger("minerwatch")

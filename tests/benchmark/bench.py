@@ -366,7 +366,7 @@ def profile_minerwatch(args, config: str) -> List[Dict[str, object]]:
     import cProfile
     import pstats
 
-    from minerwatch.exposition import choose_encoder
+    from minerwatch.serving.exposition import choose_encoder
 
     from minerwatch.app import close_collectors
 

@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Mapping, Optional
 from minerwatch.antivirus.sources import FORMATS, build_sources, registry_module
 from minerwatch.antivirus.watcher import ExclusionWatcher
 from minerwatch.collectors.base import Collector, Context, register
-from minerwatch.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
+from minerwatch.serving.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 
 _AUTO = object()
 # product -> every kind it can hold, so a kind that drops to none reads 0 rather than vanishing

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, Iterable, Iterator, List, Optional
 
-from minerwatch.metrics import GaugeMetricFamily, Metric
+from minerwatch.serving.metrics import GaugeMetricFamily, Metric
 
 if TYPE_CHECKING:  # config.py imports the collectors' settings readers, so not at run time
     from minerwatch.config import Config

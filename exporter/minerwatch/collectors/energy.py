@@ -37,7 +37,7 @@ from minerwatch.collectors.process import LABELS
 from minerwatch.host.proc_reader import ReadError
 from minerwatch.collectors.base import Collector, Context, register
 from minerwatch.yaml_file import Node, section_fields
-from minerwatch.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
+from minerwatch.serving.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 
 log = logging.getLogger("minerwatch.energy")
 

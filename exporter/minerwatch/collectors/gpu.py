@@ -28,7 +28,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 from minerwatch.host.gpu_reader import DEFAULT_RETRY_SECONDS, GpuProcess, GpuReading, NvmlReader, PynvmlLoader
 from minerwatch.collectors.base import Collector, Context, register
 from minerwatch.yaml_file import Node, section_fields
-from minerwatch.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
+from minerwatch.serving.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 
 GPU = ["gpu", "uuid"]
 PROCESS = GPU + ["pid", "name", "user"]

@@ -11,7 +11,7 @@ import os
 from typing import Dict, Iterable, Tuple
 
 from minerwatch.collectors.base import Collector, register
-from minerwatch.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
+from minerwatch.serving.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 
 # Field order of the "cpu" line of /proc/stat (proc(5)); guest time is already in user/nice.
 PROC_STAT_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")

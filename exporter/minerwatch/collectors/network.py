@@ -24,7 +24,7 @@ import logging
 from typing import Iterable, Optional, Tuple
 
 from minerwatch.collectors.base import Collector, Context, register
-from minerwatch.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
+from minerwatch.serving.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 from minerwatch.network.dns import RESPONSE_RESULTS
 from minerwatch.network.dns_queries import OWNER_RESULTS, QUERY_RESULTS, QueryTracker, endpoint_matcher
 from minerwatch.network.monitor import PoolMonitor

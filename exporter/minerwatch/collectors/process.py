@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 from minerwatch.collectors.base import Collector, register
-from minerwatch.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
+from minerwatch.serving.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 from minerwatch.detection.top_groups import TopGroups
 
 LABELS = ["pid", "name", "user"]

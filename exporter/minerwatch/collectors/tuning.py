@@ -28,7 +28,7 @@ from typing import Dict, Iterable, Optional
 
 from minerwatch import windows
 from minerwatch.collectors.base import Collector, Context, register
-from minerwatch.metrics import GaugeMetricFamily, Metric
+from minerwatch.serving.metrics import GaugeMetricFamily, Metric
 from minerwatch.windows.drivers import FAMILIES, MsrDriverReader
 from minerwatch.windows.privileges import KINDS as HOLDER_KINDS, LockMemoryReader
 

@@ -25,7 +25,7 @@ from typing import Deque, Dict, Iterable
 from minerwatch import windows
 from minerwatch.antivirus.sources import registry_module
 from minerwatch.collectors.base import Collector, Context, register
-from minerwatch.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
+from minerwatch.serving.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 from minerwatch.text import host_text
 from minerwatch.windows.defender_events import ExclusionEvent, ExclusionEventReader
 from minerwatch.windows.service_config import ServiceConfigReader

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Callable, Dict, Optional
 
-from minerwatch.metrics import Registry
+from minerwatch.serving.metrics import Registry
 
 
 class _Flight:

@@ -1,7 +1,7 @@
 """The /metrics body: Prometheus text 0.0.4 or OpenMetrics 1.0.0, as the scraper's Accept asks.
 
 `choose_encoder(accept)` negotiates as client_python 0.26 does and returns (encoder, content
-type); an encoder takes anything with `collect()` (minerwatch.metrics.Registry, or a
+type); an encoder takes anything with `collect()` (minerwatch.serving.metrics.Registry, or a
 prometheus_client registry: only the families' fields are read) and returns bytes identical to
 client_python's for the same families. tests/test_exposition.py holds the two side by side.
 

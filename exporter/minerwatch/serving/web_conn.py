@@ -15,12 +15,12 @@ import selectors
 import socket
 from typing import TYPE_CHECKING, Optional, Tuple
 
-from minerwatch.web_http import HeadParser, HttpError
+from minerwatch.serving.web_http import HeadParser, HttpError
 
 if TYPE_CHECKING:
     import threading
 
-    from minerwatch.web_config import WebConfig
+    from minerwatch.serving.web_config import WebConfig
 
 READ_SIZE = 16384  # per read: a request head rarely needs two
 TLS_SLICE = 16384  # one TLS record

@@ -38,18 +38,18 @@ import socket
 import threading
 from typing import TYPE_CHECKING, Dict, Iterable, Optional, Tuple
 
-from minerwatch.exposition import choose_encoder
-from minerwatch.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
+from minerwatch.serving.exposition import choose_encoder
+from minerwatch.serving.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 from minerwatch.text import host_text
-from minerwatch.web_config import WebConfig, load_web_config  # noqa: F401  (the public interface)
-from minerwatch.web_conn import Connection
-from minerwatch.web_http import HttpError, Request, accepts_gzip, response
-from minerwatch.web_loop import HEADER_TIMEOUT, IDLE_TIMEOUT, WRITE_TIMEOUT, LoopServer
-from minerwatch.web_scrape import SharedScrape
-from minerwatch.web_workers import WorkerPool
+from minerwatch.serving.web_config import WebConfig, load_web_config  # noqa: F401  (the public interface)
+from minerwatch.serving.web_conn import Connection
+from minerwatch.serving.web_http import HttpError, Request, accepts_gzip, response
+from minerwatch.serving.web_loop import HEADER_TIMEOUT, IDLE_TIMEOUT, WRITE_TIMEOUT, LoopServer
+from minerwatch.serving.web_scrape import SharedScrape
+from minerwatch.serving.web_workers import WorkerPool
 
 if TYPE_CHECKING:
-    from minerwatch.metrics import Registry
+    from minerwatch.serving.metrics import Registry
 
 log = logging.getLogger("minerwatch.web")
 

@@ -16,7 +16,7 @@ import os
 import platform
 from typing import List
 
-from minerwatch.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
+from minerwatch.serving.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 
 FD_DIR = "/proc/self/fd"
 

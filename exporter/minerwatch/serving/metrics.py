@@ -3,7 +3,7 @@
 The objects have the shape of client_python's (prometheus_client.metrics_core): a family has
 `name`, `documentation`, `type`, `unit` and `samples`, each sample is a `Sample` with the same
 six fields. So prometheus_client's registries and encoders (which the tests use as the
-reference) accept these families, and minerwatch.exposition encodes theirs. minerwatch does not
+reference) accept these families, and minerwatch.serving.exposition encodes theirs. minerwatch does not
 import prometheus_client when it runs: its exposition module pulls in ssl, http.server, urllib
 and wsgiref, several MiB of a process that should stay small.
 

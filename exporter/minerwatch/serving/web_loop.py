@@ -38,14 +38,14 @@ from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Deque, Dict, Optional, Set
 
 from minerwatch.text import host_text
-from minerwatch.web_conn import (
+from minerwatch.serving.web_conn import (
     BUSY, CLOSED, HANDSHAKE, IDLE, LINGER, READ, READING, WRITING, Connection,
 )
-from minerwatch.web_http import HttpError, Request
-from minerwatch.web_workers import WorkerPool
+from minerwatch.serving.web_http import HttpError, Request
+from minerwatch.serving.web_workers import WorkerPool
 
 if TYPE_CHECKING:
-    from minerwatch.web_config import WebConfig
+    from minerwatch.serving.web_config import WebConfig
 
 log = logging.getLogger("minerwatch.web")
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tupl
 
 from minerwatch.text import host_text
 from minerwatch.yaml_file import ConfigError, Node, load_yaml
-from minerwatch.web_auth import BasicAuth, bcrypt_cost
+from minerwatch.serving.web_auth import BasicAuth, bcrypt_cost
 
 if TYPE_CHECKING:
     import ssl
