@@ -159,7 +159,7 @@ def test_verify_against_hash_kept_off_host(spawn, tmp_path, pool, offline_config
     recorded = re.search(r"manifest sha256 ([0-9a-f]{64})", result.stdout).group(1)
     _edit_manifest_entry(bundle)
     manifest = json.loads((bundle / "MANIFEST.json").read_text())
-    from minerwatch.evidence import manifest_digest
+    from minerwatch.investigation.evidence import manifest_digest
 
     manifest["manifest_sha256"] = manifest_digest(manifest)
     (bundle / "MANIFEST.json").write_text(json.dumps(manifest))

@@ -238,7 +238,7 @@ def bundle(spawn, tmp_path, workdir, config):
 def forge(bundle: Path, edit) -> None:
     """Rewrite the bundle consistently: `edit(manifest)` changes files and the entries, then the
     manifest's own hash is recomputed, as anyone who read minerwatch's source can."""
-    from minerwatch.evidence import manifest_digest
+    from minerwatch.investigation.evidence import manifest_digest
 
     manifest = json.loads((bundle / "MANIFEST.json").read_text())
     edit(manifest)

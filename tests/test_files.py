@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from minerwatch import evidence
+from minerwatch.investigation import evidence
 from minerwatch.detection import miner_config
 from minerwatch.detection.allowlist import file_sha256
 from minerwatch.detection.exe_content import ExePatterns, ExeScanner

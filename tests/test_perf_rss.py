@@ -56,7 +56,7 @@ def test_serve_without_gpu_user_patterns_or_users_leaves_their_libraries_unloade
     assert out.returncode == 0, out.stderr
     loaded = set(json.loads(out.stdout.splitlines()[-1]))
     assert "minerwatch.collectors.gpu" in loaded  # the gpu collector was built and scraped
-    unwanted = {"pynvml", "re2", "bcrypt", "minerwatch.evidence", "minerwatch.report", "minerwatch.network.resolve"}
+    unwanted = {"pynvml", "re2", "bcrypt", "minerwatch.investigation.evidence", "minerwatch.investigation.report", "minerwatch.network.resolve"}
     assert loaded & unwanted == set()
 
 

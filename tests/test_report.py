@@ -230,7 +230,7 @@ def test_one_pid_and_other_time_forms(history, tmp_path):
 
 def test_office_hours_defaults_are_the_rules(history):
     config = yaml.safe_load((ROOT / "rules" / "config" / "minerwatch.yml").read_text())["officeHours"]
-    from minerwatch.report import OfficeHours, report
+    from minerwatch.investigation.report import OfficeHours, report
 
     defaults = {p.name: p.default for p in report.params}
     assert defaults["offset"] == config["utcOffsetHours"]
@@ -294,7 +294,7 @@ def test_bad_input_one_line_exit_2(history, tmp_path, case, message):
 
 
 def test_counter_reset_and_gaps():
-    from minerwatch.report import OfficeHours, counter_growth, gauge_integral
+    from minerwatch.investigation.report import OfficeHours, counter_growth, gauge_integral
 
     office = OfficeHours()
     # A counter that restarts (process restarted under the same pid) counts from zero again.
@@ -307,7 +307,7 @@ def test_a_known_hash_is_kept_whichever_info_series_comes_last():
     """The exporter hashes executables in the background: a suspect's first suspect_info series
     has an empty exe_sha256 and a later one the hash; Prometheus returns series in label order,
     not time order, so the empty one may come last and must not erase the hash."""
-    from minerwatch.report import QUERIES, Settings, build
+    from minerwatch.investigation.report import QUERIES, Settings, build
 
     def info(sha):
         return tuple(sorted({"pid": "4242", "name": "xmrig", "user": "alice", "exe": "/tmp/.x/xmrig",

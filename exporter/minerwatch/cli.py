@@ -85,8 +85,8 @@ class LazyGroup(click.Group):
     # name -> (module, attribute): evidence bundles (and `evidence verify`), the report an
     # investigator takes from Prometheus's history, the central pool resolver
     lazy = {
-        "evidence": ("minerwatch.evidence", "evidence"),
-        "report": ("minerwatch.report", "report"),
+        "evidence": ("minerwatch.investigation.evidence", "evidence"),
+        "report": ("minerwatch.investigation.report", "report"),
         "resolve-pools": ("minerwatch.network.resolve", "resolve_pools"),
     }
 
@@ -185,7 +185,7 @@ def serve(ctx, listen_address, telemetry_path, web_config_file, max_requests, ma
 @click.pass_context
 def scan(ctx, as_json, interval, **params):
     """One pass over the host: print suspect processes; exit 1 if there are any."""
-    from minerwatch import scan as scan_module
+    from minerwatch.investigation import scan as scan_module
 
     logs.setup(params["log_level"], params["log_format"])
     options = make_options(ctx, params)

@@ -40,7 +40,7 @@ from minerwatch import __version__
 from minerwatch.detection.allowlist import MAX_HASHED_BYTES
 from minerwatch.options import FiniteFloatRange
 from minerwatch.host.files import BoundedRead, NotRegularFile, open_regular, read_regular
-from minerwatch.interrupts import Stopped, TimedOut, deadline, end_by, shielded, stop_signals_raise
+from minerwatch.investigation.interrupts import Stopped, TimedOut, deadline, end_by, shielded, stop_signals_raise
 from minerwatch.text import host_text
 
 try:
@@ -739,7 +739,7 @@ def evidence(ctx, pids, all_suspects, out_dir, copy_exe, interval, timeout, conf
 
 def _collect_all(pids, all_suspects, out_dir, copy_exe, interval, timeout, build_args, rootfs) -> int:
     """Write the bundles; how many processes got none (an error or the deadline, said on stderr)."""
-    from minerwatch import scan as scan_module
+    from minerwatch.investigation import scan as scan_module
 
     context, collectors = _build(*build_args)
     failed = written = 0
