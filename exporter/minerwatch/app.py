@@ -65,7 +65,7 @@ def build_context(options: Options) -> Context:
     if given:
         config = replace(config, process=replace(config.process, **given))
     if options.reader == "psutil":
-        from minerwatch.host.proc_reader import PsutilReader
+        from minerwatch.host.proc_reader import PsutilReader  # here: psutil only where asked for (memory)
 
         reader = PsutilReader()
     else:

@@ -132,8 +132,8 @@ def cli():
 def serve(ctx, listen_address, telemetry_path, web_config_file, max_requests, max_connections, collector_timeout,
           **params):
     """Run the exporter. SIGHUP reloads --config.file and --web.config.file."""
-    from minerwatch import memory  # web here: `scan` never loads the HTTP server
-    from minerwatch.serving import web
+    from minerwatch import memory
+    from minerwatch.serving import web  # here: `scan` never loads the HTTP server
 
     logs.setup(params["log_level"], params["log_format"])
     memory.limit_malloc_arenas()  # before threads start: flat memory under many connections
@@ -185,7 +185,7 @@ def serve(ctx, listen_address, telemetry_path, web_config_file, max_requests, ma
 @click.pass_context
 def scan(ctx, as_json, interval, **params):
     """One pass over the host: print suspect processes; exit 1 if there are any."""
-    from minerwatch.investigation import scan as scan_module
+    from minerwatch.investigation import scan as scan_module  # here: `serve` never loads it
 
     logs.setup(params["log_level"], params["log_format"])
     options = make_options(ctx, params)

@@ -181,7 +181,7 @@ class BehaviourCheck:
         self.limits = limits or BehaviourLimits()
         self._ticks = float(os.sysconf("SC_CLK_TCK"))
         if tcp_dump is None:
-            from minerwatch.detection.tcp_flows import dump as tcp_dump
+            from minerwatch.detection.tcp_flows import dump as tcp_dump  # here: netlink only where used
         self._tcp_dump = tcp_dump
         self._tcp: Optional[Dict] = None
         self._tcp_round: Optional[float] = None

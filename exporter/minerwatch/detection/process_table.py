@@ -207,6 +207,8 @@ class ProcessTable:
         self.busy_probe = self._make_busy_probe()
 
     def _make_exe_scans(self):
+        # Imported here, for start-up cost: config.py imports this module for its settings, and
+        # `scan`, `evidence` and the tests build tables that never scan a file.
         from minerwatch.detection.exe_content import ExePatterns, ExeScanner
         from minerwatch.detection.exe_worker import ScanWorker
 
@@ -219,7 +221,7 @@ class ProcessTable:
     def _make_busy_probe(self):
         if self.settings.busy_probe_interval_seconds <= 0:
             return None
-        from minerwatch.detection.behaviour import BehaviourLimits
+        from minerwatch.detection.behaviour import BehaviourLimits  # here: as in _make_exe_scans
         from minerwatch.detection.busy_probe import BusyProbe
 
         return BusyProbe(self.reader, self.signatures, getattr(self.reader, "procfs", None),

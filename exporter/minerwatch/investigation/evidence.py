@@ -213,7 +213,7 @@ def _psutil_chain(pid: int) -> List[dict]:
 
 def full_cmdline(argv: List[str]) -> str:
     """The whole command line with credentials redacted, not truncated as in labels."""
-    from minerwatch.detection.redact import redact_cmdline
+    from minerwatch.detection.redact import redact_cmdline  # here: `verify` never needs it
 
     return redact_cmdline(argv, max_length=1 << 20)
 
@@ -464,7 +464,7 @@ def gpu_evidence(collector, pid: int) -> dict:
 
 
 def antivirus_evidence(context, facts) -> List[dict]:
-    from minerwatch.antivirus.watcher import find_watcher
+    from minerwatch.antivirus.watcher import find_watcher  # here: `verify` never needs it
 
     watcher = find_watcher(context.processes)
     if watcher is None:
@@ -685,6 +685,7 @@ def check(bundle: str, manifest_sha256: Optional[str] = None) -> Verdict:
 
 
 def _build(procfs: str, sysfs: str, config_file: Optional[str], reader: str):
+    # here: the collectors are built for a collection only, never for `verify`
     from minerwatch.app import Options, build_collectors, build_context
     from minerwatch.collectors import available
 
@@ -739,7 +740,7 @@ def evidence(ctx, pids, all_suspects, out_dir, copy_exe, interval, timeout, conf
 
 def _collect_all(pids, all_suspects, out_dir, copy_exe, interval, timeout, build_args, rootfs) -> int:
     """Write the bundles; how many processes got none (an error or the deadline, said on stderr)."""
-    from minerwatch.investigation import scan as scan_module
+    from minerwatch.investigation import scan as scan_module  # here: as in _build
 
     context, collectors = _build(*build_args)
     failed = written = 0

@@ -540,7 +540,7 @@ def _days(text: str) -> Tuple[int, ...]:
               help="Office days, 0 = Sunday ... 6 = Saturday.")
 def report(prometheus_url, instance, pid, start, end, out_dir, watts, tariff, timeout, offset, hours, days):
     """Write an HTML report (and its JSON) of what a miner on one host cost, from Prometheus."""
-    from minerwatch.investigation import report_html
+    from minerwatch.investigation import report_html  # here: `--help` never loads the page
 
     try:
         import matplotlib  # noqa: F401  (the charts; not needed by the exporter on every desk)
@@ -575,7 +575,7 @@ def report(prometheus_url, instance, pid, start, end, out_dir, watts, tariff, ti
         raise click.UsageError(str(exc))
     document = build(settings, data, now, client.left_out)
     os.makedirs(out_dir, exist_ok=True)
-    from minerwatch.investigation.evidence import _write_atomic
+    from minerwatch.investigation.evidence import _write_atomic  # here: only once there is a report
 
     # allow_nan=False: every figure is finite (report_prometheus.py leaves out what is not), so
     # this never fails, and a reader other than Python's never meets NaN.
