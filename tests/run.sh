@@ -22,8 +22,8 @@ command -v gcc >/dev/null 2>&1 || missing="$missing gcc"
 command -v xz >/dev/null 2>&1 || missing="$missing xz-utils"
 python3 -c 'import ensurepip' 2>/dev/null || missing="$missing python3-venv"
 # the .deb test builds and installs the package, which runs on Debian's python3 and its libraries
-/usr/bin/python3 -c 'import psutil, click, yaml, bcrypt' 2>/dev/null ||
-    missing="$missing python3 python3-psutil python3-click python3-yaml python3-bcrypt"
+/usr/bin/python3 -c 'import psutil, click, yaml, bcrypt, ensurepip' 2>/dev/null ||
+    missing="$missing python3 python3-venv python3-psutil python3-click python3-yaml python3-bcrypt"
 if [ -n "$missing" ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo

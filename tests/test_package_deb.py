@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -148,3 +149,19 @@ def test_install_run_upgrade_remove_purge(debs, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert not Path("/etc/minerwatch").exists() and not Path("/etc/default/minerwatch").exists()
     assert installed_version() == ""
+
+
+def test_readme_virtualenv_install_works_as_written(tmp_path):
+    """The README's "Install for real" virtualenv line, run on Debian's python3 with the path
+    changed to a temporary folder: PEP 668 does not stand in its way, and the command runs."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Install for real"):]
+    section = section[:section.index("\n## ", 5)]
+    [line] = [l for l in re.findall(r"```sh\n(.*?)```", section, re.S)[1].splitlines() if "venv" in l]
+    assert line.startswith("python3 -m venv /opt/minerwatch/venv && /opt/minerwatch/venv/bin/pip install .")
+    venv = tmp_path / "venv"
+    command = line.replace("/opt/minerwatch/venv", str(venv)).replace("python3 -m venv", "/usr/bin/python3 -m venv", 1)
+    result = subprocess.run(["sh", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    version = subprocess.run([str(venv / "bin" / "minerwatch"), "--version"], capture_output=True, text=True, timeout=60)
+    assert version.stdout.strip() == f"minerwatch {minerwatch.__version__}", version
