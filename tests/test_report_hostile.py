@@ -21,27 +21,42 @@ from support.hostile_prometheus import INSTANCE, NAN_SERIES, PID, STEP, HostileP
 from support.repo import ROOT
 
 
+# `minerwatch report` run in a Python that writes its own peak RSS when it exits. Not wait4()'s
+# ru_maxrss: Linux carries the parent's RSS at fork over the child's exec into it, so under a
+# long test session (a big pytest process) every child would report at least that.
+PEAK_RSS_WRAPPER = """\
+import atexit, sys
+
+def peak():
+    with open("/proc/self/status") as status:  # VmHWM: this process's own high-water mark
+        kib = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(sys.argv[1], "w") as out:
+        out.write(kib)
+
+atexit.register(peak)
+from minerwatch.cli import main
+main(sys.argv[2:])
+"""
+
+
 def run_report(url: str, out, *extra: str, limit: float = 120.0):
-    """The real `minerwatch report` as a child; (exit status, stdout, stderr, peak RSS in bytes,
-    seconds it ran). Its own peak RSS comes from wait4(), whatever else this process started."""
+    """The real `minerwatch report` as a child; (exit status, stdout, stderr, its own peak RSS in
+    bytes, seconds it ran)."""
     stdout, stderr = out.parent / f"{out.name}.stdout", out.parent / f"{out.name}.stderr"
+    peak = out.parent / f"{out.name}.peak"
     with open(stdout, "wb") as o, open(stderr, "wb") as e:
-        proc = subprocess.Popen([sys.executable, "-m", "minerwatch", "report", f"--prometheus={url}",
+        proc = subprocess.Popen([sys.executable, "-c", PEAK_RSS_WRAPPER, str(peak), "report", f"--prometheus={url}",
                                  f"--instance={INSTANCE}", "--from=now-2h", "--to=now", f"--out={out}", *extra],
                                 stdout=o, stderr=e, cwd=ROOT)
     start = time.monotonic()
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() - start > limit:
-            os.kill(proc.pid, signal.SIGKILL)
-            os.wait4(proc.pid, 0)
-            pytest.fail(f"minerwatch report still running after {limit:.0f} s")
-        time.sleep(0.05)
+    try:
+        proc.wait(limit)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        pytest.fail(f"minerwatch report still running after {limit:.0f} s")
     elapsed = time.monotonic() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
-    return proc.returncode, stdout.read_text(), stderr.read_text(), usage.ru_maxrss * 1024, elapsed
+    return proc.returncode, stdout.read_text(), stderr.read_text(), int(peak.read_text()) * 1024, elapsed
 
 
 @pytest.fixture
