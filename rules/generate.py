@@ -8,6 +8,8 @@ with Go template braces; `[[[rateInterval]]]` is a range selector around a place
 
 Besides the config values (nested keys joined by dots; lists as "a, b, c"), sources can use:
   <list>Regex             the list joined by "|", e.g. [[strongSignalsRegex]]
+  energyTariffs           the per-site tariffs (energyTariffs: site -> tengePerKwh, source,
+                          validFrom) as PromQL series labelled site, source, valid_from
   offHoursExpr            the expression of instance:minerwatch_off_hours:bool: 1 off hours, 0
                           in the office, per target, from the office calendar (officeHours: UTC
                           offset, hours, days, public holidays, per-site overrides)
@@ -57,6 +59,9 @@ HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 HOLIDAY = re.compile(r"^(?:(\d{4})-)?(\d{2})-(\d{2})$")
 URL_BASE = re.compile(r"^https?://[^\s/]+(/[^\s]*)?/$")
 SITE_KEYS = ("utcOffsetHours", "start", "end", "days", "holidays")
+TARIFF_KEYS = ("tengePerKwh", "source", "validFrom")
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+LABEL_TEXT = re.compile(r'^[^"\\$\n]+$')  # placed inside a PromQL string and label_replace's replacement
 
 
 class ConfigError(Exception):
@@ -195,6 +200,53 @@ def _off_hours_expr(office, selector, errors):
     )
 
 
+def _tariff(entry, name, errors):
+    """(price, source, valid_from) of one tariff entry, each checked; None when one is wrong."""
+    price, source, valid = (entry.get(k) for k in TARIFF_KEYS)
+    if isinstance(valid, datetime.date):  # YAML reads an unquoted 2025-01-01 as a date
+        valid = valid.isoformat()
+    problems = []
+    if isinstance(price, bool) or not isinstance(price, (int, float)) or not 0 < price < 1e6:
+        problems.append(f"config: {name}: tengePerKwh must be a positive number, got {price!r}")
+    if not isinstance(source, str) or not LABEL_TEXT.match(source):
+        problems.append(f"config: {name}: source must be set, without \", \\ or $ (where the figure comes from)")
+    try:
+        if not DATE.match(str(valid)):
+            raise ValueError
+        datetime.date.fromisoformat(str(valid))
+    except ValueError:
+        problems.append(f"config: {name}: validFrom must be a \"YYYY-MM-DD\" date, got {valid!r}")
+    errors += problems
+    return None if problems else (price, source, valid)
+
+
+def _site_tariffs_expr(config, errors):
+    """The per-site tariffs (energyTariffs: {site: {tengePerKwh, source, validFrom}}) as PromQL
+    series labelled site, source and valid_from; an empty vector when no site has its own."""
+    _tariff({"tengePerKwh": config.get("energyTariffTengePerKwh"), "source": config.get("energyTariffSource"),
+             "validFrom": config.get("energyTariffValidFrom")},
+            "energyTariffTengePerKwh, energyTariffSource, energyTariffValidFrom", errors)
+    sites = config.get("energyTariffs") or {}
+    if not isinstance(sites, dict):
+        errors.append("config: energyTariffs must map site names (the `site` label) to {tengePerKwh, source, validFrom}")
+        sites = {}
+    parts = []
+    for site, entry in sites.items():
+        name = f"energyTariffs.{site}"
+        if not isinstance(entry, dict) or sorted(entry) != sorted(TARIFF_KEYS):
+            errors.append(f"config: {name} must set exactly {', '.join(TARIFF_KEYS)}")
+            continue
+        if not LABEL_TEXT.match(str(site)):
+            errors.append(f"config: {name}: a site name without \", \\ or $")
+            continue
+        tariff = _tariff(entry, name, errors)
+        if tariff:
+            price, source, valid = tariff
+            parts.append(f'label_replace(label_replace(label_replace(vector({price}), "site", "{site}", "", ""),'
+                         f' "source", "{source}", "", ""), "valid_from", "{valid}", "", "")')
+    return "\nor\n".join(parts) if parts else "(vector(0) < 0)  # no site has a tariff of its own"
+
+
 def _url_base(config, key, errors):
     value = str(config.get(key) or "")
     if not URL_BASE.match(value):
@@ -224,6 +276,7 @@ def derive(config, dashboards=DASHBOARDS):
     host_uid = _dashboard_uid("minerwatch-host", dashboards, errors)
     fleet_uid = _dashboard_uid("minerwatch-fleet", dashboards, errors)
     values.update(
+        energyTariffs=_site_tariffs_expr(config, errors),
         offHoursExpr=_off_hours_expr(office, config.get("selector", ""), errors),
         hostDashboardUrl=f"{grafana}d/{host_uid}/{host_uid}?var-job={{{{ $labels.job | urlquery }}}}"
                          f"&var-instance={{{{ $labels.instance | urlquery }}}}",

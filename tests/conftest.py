@@ -3,6 +3,7 @@ promtool. Helpers live in the `support` package (support/__init__.py lists them)
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -15,6 +16,12 @@ from support.repo import ROOT
 # The fixture hosts' /proc trees hold symlinks (exe, cwd, fd) to paths of the host they describe:
 # pytest must not follow them looking for tests.
 collect_ignore = ["fixtures"]
+
+# `minerwatch report` and `evidence` take their language from the locale: the tests that want
+# Kazakh or Russian ask for it, the others must not get it from the machine that runs them.
+for _name in ("LC_ALL", "LC_MESSAGES", "LANGUAGE"):
+    os.environ.pop(_name, None)
+os.environ["LANG"] = "C.UTF-8"
 
 
 @pytest.fixture

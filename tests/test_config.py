@@ -26,6 +26,7 @@ def test_full_config_loads(tmp_path):
         allowlist:
           - name: restic
             user: backup
+            exe: /usr/bin/restic
           - exe: /usr/bin/ffmpeg
           - sha256: "%s"
         """ % ("ab" * 32))
@@ -33,7 +34,7 @@ def test_full_config_loads(tmp_path):
     assert (cfg.process.top_k, cfg.process.max_suspects, cfg.process.suspect_busy_cores) == (3, 10, 0.8)
     assert cfg.signatures.extra_names == ("ourminer",)
     assert cfg.signatures.extra_patterns == ("--secret-pool-flag",)
-    assert [(r.name, r.user, r.exe) for r in cfg.allowlist[:2]] == [("restic", "backup", None), (None, None, "/usr/bin/ffmpeg")]
+    assert [(r.name, r.user, r.exe) for r in cfg.allowlist[:2]] == [("restic", "backup", "/usr/bin/restic"), (None, None, "/usr/bin/ffmpeg")]
     assert cfg.allowlist[0].where == f"{path}:9"
 
 
@@ -58,11 +59,12 @@ def test_empty_file_is_the_defaults(tmp_path):
          "{f}:2: signatures.extra_patterns[0]: not supported by the linear-time matcher (RE2): "
          "invalid escape sequence: \\1"),
         ("signatures:\n  extra_names: xmrig2\n", "{f}:2: signatures.extra_names: must be a list"),
-        ("allowlist:\n  - name: restic\n  - {}\n",
-         "{f}:3: allowlist[1]: an allowlist entry needs at least one of name, exe, user, sha256"),
+        ("allowlist:\n  - exe: /usr/bin/restic\n  - {}\n",
+         "{f}:3: allowlist[1]: an allowlist entry must pin the program with `exe` (an absolute path) or "
+         "`sha256`: a name or a user alone can be taken by any process"),
         ("allowlist:\n  - sha256: abc\n", "{f}:2: allowlist[0].sha256: must be 64 hexadecimal characters"),
         ("allowlist:\n  - name: a\n    colour: red\n",
-         "{f}:3: allowlist[0].colour: unknown key (known: exe, name, sha256, user)"),
+         "{f}:3: allowlist[0].colour: unknown key (known: exe, name, sha256, signals, user)"),
         ("process:\n  top_k: 1\n  top_k: 2\n", "{f}:3: process.top_k: given twice"),
         ("process: {top_k: 1\n", "{f}:2: invalid YAML: expected ',' or '}', but got '<stream end>'"),
     ],
@@ -183,7 +185,7 @@ def test_web_config_goes_through_the_same_loader(tmp_path):
 
 
 def test_largest_accepted_file_and_byte_order_mark(tmp_path):
-    entry = b"  - {name: x}\n"
+    entry = b"  - {exe: /x}\n"
     path = tmp_path / "max.yml"
     path.write_bytes(b"\xef\xbb\xbfallowlist:\n" + entry * ((config.MAX_BYTES - 14) // len(entry)))
     assert os.path.getsize(path) <= config.MAX_BYTES
@@ -195,7 +197,7 @@ def test_aliases_within_bounds_still_work(tmp_path):
         signatures:
           extra_names: &names [ourminer, theirminer]
         allowlist:
-          - &backup {name: restic, user: backup}
+          - &backup {exe: /usr/bin/restic, user: backup}
           - *backup
         """)
     cfg = config.load(path)

@@ -65,8 +65,10 @@ def test_ordinary_config_files_are_not_miner_configs(text):
 
 
 def test_miner_configs_are_recognised_and_secrets_stay_out():
-    xmrig = json.dumps({"pools": [{"url": "pool.example.net:443", "user": "4SECRETWALLET", "pass": "pw", "tls": True}]})
-    assert classify(xmrig) == "pools with url pool.example.net:443 and a user"
+    # url and user alone are any connection pool's; XMRig's entry has its own options
+    xmrig = json.dumps({"pools": [{"url": "pool.example.net:443", "user": "4SECRETWALLET", "pass": "pw", "tls": True,
+                                   "keepalive": True}]})
+    assert classify(xmrig) == "pools with url pool.example.net:443 (miner pool option keepalive)"
     xmrstak = '"pool_list" : [ {"pool_address" : "198.51.100.7:3333", "wallet_address" : "4SECRET", "rig_id" : ""} ]'
     assert "198.51.100.7:3333" in classify(xmrstak)
     ini = "url = stratum+ssl://u1:pw@pool.example.net:14433\nuser = 4SECRET\n"

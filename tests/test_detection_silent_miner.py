@@ -40,7 +40,9 @@ def tls_pool(tmp_path):
                     "/CN=pool.standin", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     port_file = tmp_path / "pool.port"
     log = open(tmp_path / "pool.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "tests.support.pool", "--port-file", str(port_file),
+    # a pool pushes jobs unasked (every 2 s here): the rhythm miner_behaviour needs (pool_rhythm.py)
+    proc = subprocess.Popen([sys.executable, "-m", "tests.support.rhythm_pool", "--job-seconds", "2",
+                             "--port-file", str(port_file),
                              "--tls-cert", str(cert), "--tls-key", str(key)], cwd=ROOT, stdout=log,
                             stderr=subprocess.STDOUT)
     try:

@@ -22,6 +22,7 @@ from minerwatch.network.dns import (
 )
 from minerwatch.network.sniffer import PACKET_HOST, PACKET_OUTGOING, Sniffer, build_filter, parse_udp_payload
 from minerwatch.network.sockets import Endpoint
+from support.bpf import run_filter
 from support.dnsserver import answer, encode_name, record, response
 
 ZONE = {
@@ -147,55 +148,6 @@ def ipv4_udp(payload: bytes, sport=53, dport=40000, frag=0, src="192.0.2.53", ds
 def ipv6_udp(payload: bytes, sport=53, dport=40000) -> bytes:
     udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
     return struct.pack("!IHBB16s16s", 6 << 28, len(udp), 17, 64, bytes(16), bytes(16)) + udp
-
-
-def run_filter(program, packet: bytes, protocol: int) -> int:
-    """A classic-BPF interpreter for the opcodes build_filter uses (what the kernel would do)."""
-    a = x = 0
-    mem = [0] * 16
-    pc = 0
-    while True:
-        code, jt, jf, k = program[pc]
-        pc += 1
-        if code == 0x20:
-            a = {0xFFFFF000: protocol, 0xFFFFF004: 0, 0xFFFFF008: 2}.get(k) if k >= 0xFFFFF000 else \
-                struct.unpack_from("!I", packet, k)[0]
-        elif code == 0x28:
-            a = struct.unpack_from("!H", packet, k)[0]
-        elif code == 0x30:
-            a = packet[k]
-        elif code == 0x48:
-            a = struct.unpack_from("!H", packet, x + k)[0]
-        elif code == 0x50:
-            a = packet[x + k]
-        elif code == 0xB1:
-            x = (packet[k] & 0x0F) * 4
-        elif code == 0x60:
-            a = mem[k]
-        elif code == 0x02:
-            mem[k] = a
-        elif code == 0x04:
-            a = (a + k) & 0xFFFFFFFF
-        elif code == 0x0C:
-            a = (a + x) & 0xFFFFFFFF
-        elif code == 0x1C:
-            a = (a - x) & 0xFFFFFFFF
-        elif code == 0x54:
-            a &= k
-        elif code == 0x74:
-            a >>= k
-        elif code == 0x07:
-            x = a
-        elif code == 0x87:
-            a = x
-        elif code == 0x15:
-            pc += jt if a == k else jf
-        elif code == 0x45:
-            pc += jt if a & k else jf
-        elif code == 0x06:
-            return k
-        else:
-            raise AssertionError(f"opcode {code:#x}")
 
 
 def test_the_kernel_filter_passes_dns_answers_and_queries_and_nothing_else_udp():

@@ -77,7 +77,9 @@ def test_miner_pages_on_call_and_resolves(tmp_path, spawn, pool, stack):
         assert labels["instance"] == f"127.0.0.1:{exporter.port}"
         assert (labels["pid"], labels["name"]) == (str(miner.pid), "xmrig")
         assert labels["user"]
-        assert "pool_url" in labels["signals"] and "hunter2" not in str(payload)
+        # signals and exe are annotations (labels that change would restart the alert's `for`)
+        assert "signals" not in labels and "exe_sha256" not in labels
+        assert "pool_url" in alert["annotations"]["signals"] and "hunter2" not in str(payload)
         assert alert["annotations"]["runbook_url"].endswith("docs/runbooks/minerwatchminerprocessrunning.md")
         assert f"pid {miner.pid}" in alert["annotations"]["description"]
         assert "login" in pool.methods()  # the stand-in really spoke Stratum to the pool

@@ -50,7 +50,8 @@ def start_miner(spawn, tmp_path, pool, name="xmrig"):
 
 def collect(tmp_path, config, *args):
     out = tmp_path / "bundles"
-    result = minerwatch("evidence", *args, f"--out={out}", "--interval=0", f"--config.file={config}")
+    result = minerwatch("evidence", *args, f"--out={out}", "--interval=0", f"--config.file={config}",
+                        f"--state.dir={tmp_path / 'state'}")
     assert result.returncode == 0, result.stderr
     bundles = sorted(p for p in out.iterdir() if not p.name.startswith("."))
     return result, bundles
@@ -99,7 +100,8 @@ def test_bundle_of_a_running_miner(spawn, tmp_path, pool, offline_config):
         assert SECRET not in text and ENV_SECRET not in text
 
     listed = {f["path"]: f["sha256"] for f in manifest["files"]}
-    assert set(listed) == {"evidence.json", "executable", copy.relative_to(bundle).as_posix()}
+    assert set(listed) == {"evidence.json", "SUMMARY.txt", "executable", copy.relative_to(bundle).as_posix(),
+                           "SHA256SUMS"}
     assert all(sha256(bundle / name) == digest for name, digest in listed.items())
 
     # Reading did not disturb the miner: still running, still talking to its pool, not traced.

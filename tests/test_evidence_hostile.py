@@ -51,7 +51,8 @@ def idle_miner(spawn, workdir):
 
 def evidence(config, out, *args, timeout=HANG):
     try:
-        return minerwatch("evidence", f"--out={out}", "--interval=0", f"--config.file={config}", *args,
+        return minerwatch("evidence", f"--out={out}", "--interval=0", f"--config.file={config}",
+                          f"--state.dir={out.parent / 'state'}", *args,
                           timeout=timeout)
     except subprocess.TimeoutExpired:
         pytest.fail(f"minerwatch evidence {' '.join(args)} still running after {timeout} s: it hung")
@@ -68,7 +69,7 @@ def bundles(out: Path):
 def copies(bundle: Path):
     """Manifest entries of the files copied from the host."""
     manifest = json.loads((bundle / "MANIFEST.json").read_text())
-    return [f for f in manifest["files"] if f["path"] != "evidence.json"]
+    return [f for f in manifest["files"] if f["path"] not in ("evidence.json", "SUMMARY.txt", "SHA256SUMS")]
 
 
 def assert_verified(bundle: Path):
@@ -172,7 +173,7 @@ def big_miner(tmp_path, workdir):
 def start_copy_exe(config, out, pid, *args):
     """evidence --copy-exe of `pid`, returned once its `.partial-*` directory exists: mid-copy."""
     proc = start_minerwatch("evidence", f"--pid={pid}", "--copy-exe", f"--out={out}", "--interval=0",
-                            f"--config.file={config}", *args)
+                            f"--config.file={config}", f"--state.dir={out.parent / 'state'}", *args)
     try:
         wait_for(lambda: partials(out) or proc.poll() is not None, timeout=HANG, interval=0.005,
                  what="evidence to start writing its bundle")
@@ -262,7 +263,7 @@ def test_verify_says_it_checked_consistency_only_without_the_recorded_hash(bundl
         f"OK {path}: every file matches MANIFEST.json (sha256 {now}): internal consistency only",
         "NOT CHECKED MANIFEST.json against the sha256 recorded at collection: files and manifest rewritten "
         f"together pass the check above. Compare {now} with the sha256 printed at collection, or run again "
-        "with --manifest-sha256 <that sha256>"]
+        "with --manifest-sha256 <that sha256> or --records <record file>"]
     caught = minerwatch("evidence", "verify", path, f"--manifest-sha256={recorded.upper()}")
     assert caught.returncode == 1
     assert caught.stdout == f"FAILED {path}/MANIFEST.json: sha256 {now} is not the one recorded at collection\n"

@@ -136,11 +136,12 @@ def test_idle_processes_stay_out_of_the_top(tmp_path):
     assert table.scan().top == []
 
 
-def test_allowlisted_process_is_never_suspect(tmp_path):
+def test_an_allowlisted_process_that_says_it_mines_stays_suspect(tmp_path):
+    """Identity signals are never explained: the allowlist cannot silence a miner."""
     allow = Allowlist([AllowRule(name="xmrig", user=None, exe="/home/bob/*")])
     table, _ = make_table(tmp_path, [MINER], Clock(), allowlist=allow)
     view = table.scan().by_pid()[100]
-    assert view.allowlisted and not view.suspect
+    assert not view.allowlisted and view.suspect and {"pool_url", "miner_cmdline"} <= set(view.signals)
 
 
 def test_allowlist_by_sha256_reads_the_running_binary(tmp_path):

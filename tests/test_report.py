@@ -24,6 +24,11 @@ from support.repo import ROOT
 from support.wallets import MONERO_WALLET
 
 INSTANCE = "pc-0417:9789"
+SITE = "kostanay-akimat"  # the targets' `site` label
+SITE_TARIFF = 80.5  # its tariff as the rules record it
+OTHER = "pc-0999:9789"  # a host of a site without a tariff of its own: the fleet's applies
+FLEET_TARIFF = 77.0
+BUNDLE_SHA = "cd" * 32
 STEP = 60
 DAYS = 14
 OFFSET = 5 * 3600  # UTC+5, office 09-18 Mon-Fri (rules/config/minerwatch.yml)
@@ -56,14 +61,14 @@ class History:
     def times(self, start, end):
         return range(start, end + 1, STEP)
 
-    def family(self, name, kind, series):
+    def family(self, name, kind, series, target=True):
         self.lines.append(f"# TYPE {name} {kind}")
+        base = {"instance": INSTANCE, "job": "minerwatch", "site": SITE} if target else {}
         for labels, samples in series:
-            text = ",".join(f'{k}="{v}"' for k, v in sorted({"instance": INSTANCE, "job": "minerwatch",
-                                                              **labels}.items()))
+            text = ",".join(f'{k}="{v}"' for k, v in sorted({**base, **labels}.items()))
             suffix = "_total" if kind == "counter" else ""
             for t, value in samples:
-                self.lines.append(f"{name}{suffix}{{{text}}} {value} {t}")
+                self.lines.append(f"{name}{suffix}{{{text}}} {value} {t}" if text else f"{name}{suffix} {value} {t}")
 
     def counter(self, start, end, per_second, first=1000.0):
         """Samples of a counter; per_second(t) is its rate over [t, t+STEP)."""
@@ -85,9 +90,11 @@ class History:
         b, growth, office = self.counter(self.switch, self.end, lambda t: 1.0, first=50.0)
         self.expected["5151"].update(cpu=growth, cpu_office=office)
         innocent, _, _ = self.counter(self.start, self.end, lambda t: 0.3)
+        other_host = {"pid": "99", "name": "xmrig", "user": "bob", "instance": OTHER, "site": "almaty"}
+        other, _, _ = self.counter(self.end - 86400, self.end, lambda t: 1.0)
         self.family("minerwatch_process_cpu_seconds", "counter", [
             ({"pid": "4242", **miner}, a), ({"pid": "5151", **miner}, b),
-            ({"pid": "77", "name": "ffmpeg", "user": "video"}, innocent)])
+            ({"pid": "77", "name": "ffmpeg", "user": "video"}, innocent), (other_host, other)])
         energy, joules, joules_office = self.counter(self.switch, self.end, lambda t: 12.0, first=0.0)
         self.expected["5151"].update(cpu_joules=joules, cpu_joules_office=joules_office)
         self.family("minerwatch_process_energy_joules", "counter",
@@ -98,7 +105,8 @@ class History:
                 "signals": "miner_name,pool_url,wallet_address", **miner}
         self.family("minerwatch_process_suspect_info", "gauge", [
             ({"pid": "4242", **info}, [(t, 1) for t in self.times(self.start, self.switch - STEP)]),
-            ({"pid": "5151", **info}, [(t, 1) for t in self.times(self.switch, self.end)])])
+            ({"pid": "5151", **info}, [(t, 1) for t in self.times(self.switch, self.end)]),
+            ({**other_host, "signals": "miner_name"}, [(t, 1) for t, _ in other])])
         gpu = [(t, 0.9) for t in self.times(self.switch, self.end)]
         self.expected["5151"]["gpu"] = 0.9 * STEP * (len(gpu) - 1)
         self.expected["5151"]["gpu_office"] = sum(0.9 * STEP for t, _ in gpu[:-1] if in_office(t))
@@ -111,6 +119,20 @@ class History:
             ({"pid": "5151", "remote": "198.51.100.7:3333", "pool": "pool.example.com", "evidence": "list",
               **miner}, [(t, 1) for t in self.times(self.switch, self.end)])])
         self.alert_from, self.alert_to = self.start + 600, self.switch - STEP
+        # An evidence bundle collected from 5151 a day after it started, recorded by the exporter
+        # from then on (the minerwatch_evidence_bundle_* series).
+        self.bundle_at = self.switch + 86400
+        bundle = {"pid": "5151", "manifest_sha256": BUNDLE_SHA}
+        self.family("minerwatch_evidence_bundle_info", "gauge",
+                    [(bundle, [(t, 1) for t in self.times(self.bundle_at + 60, self.end)])])
+        self.family("minerwatch_evidence_bundle_timestamp_seconds", "gauge",
+                    [(bundle, [(t, self.bundle_at) for t in self.times(self.bundle_at + 60, self.end)])])
+        # The tariffs as rules/src/energy.yml records them: per site with its source, and the fleet's.
+        self.family("site:minerwatch_energy_tariff_tenge_per_kwh:config", "gauge", [
+            ({"site": SITE, "source": "EPK-Forfait price list", "valid_from": "2026-01-01"},
+             [(t, SITE_TARIFF) for t in self.times(self.start, self.end)][::15])], target=False)
+        self.family("fleet:minerwatch_energy_tariff_tenge_per_kwh:config", "gauge", [
+            ({}, [(t, FLEET_TARIFF) for t in self.times(self.start, self.end)][::15])], target=False)
         self.family("ALERTS", "gauge", [
             ({"alertname": "MinerwatchMinerProcessRunning", "alertstate": "firing", "severity": "critical",
               "pid": "4242", **miner}, [(t, 1) for t in self.times(self.alert_from, self.alert_to)])])
@@ -185,8 +207,11 @@ def test_totals_match_the_generated_history(history, tmp_path):
     assert new["energy"]["kwh"] == pytest.approx((want["cpu_joules"] + want["gpu_joules"]) / 3.6e6, rel=1e-12)
     assert new["energy"]["cpu_method"] == \
         "exporter's minerwatch_process_energy_joules_total (method cpu_model)"
-    assert new["energy"]["tenge"] == pytest.approx(new["energy"]["kwh"] * 75.42, rel=1e-12)
-    assert doc["totals"]["tenge"] == pytest.approx((old["energy"]["kwh"] + new["energy"]["kwh"]) * 75.42,
+    # No --energy.tariff: the host's site's tariff, as the rules recorded it in Prometheus.
+    assert doc["tariff"] == {"tenge_per_kwh": SITE_TARIFF, "from": "site", "site": SITE,
+                             "source": "EPK-Forfait price list", "valid_from": "2026-01-01"}
+    assert new["energy"]["tenge"] == pytest.approx(new["energy"]["kwh"] * SITE_TARIFF, rel=1e-12)
+    assert doc["totals"]["tenge"] == pytest.approx((old["energy"]["kwh"] + new["energy"]["kwh"]) * SITE_TARIFF,
                                                    rel=1e-12)
     # The miner pauses in office hours: most of its CPU is off hours, and the split says so.
     assert old["cpu"]["core_hours_off_hours"] > 5 * old["cpu"]["core_hours_office"] > 0
@@ -204,7 +229,12 @@ def test_totals_match_the_generated_history(history, tmp_path):
     images = re.findall(r"src='data:image/png;base64,([^']+)'", page)
     assert len(images) == 2 and all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
     assert not re.search(r"""(src|href)=['"]?(https?:|//)""", page)
-    assert "Measured" in page and "Estimated" in page and "75.42" in page
+    assert "Measured" in page and "Estimated" in page and "80.50" in page and "EPK-Forfait price list" in page
+    # The evidence bundle recorded for 5151, by its manifest's hash and collection time.
+    assert doc["evidence_bundles"] == [{"pid": "5151", "manifest_sha256": BUNDLE_SHA,
+                                        "collected_at": _iso(history.bundle_at),
+                                        "recorded_from": _iso(history.bundle_at + 60), "recorded_to": _iso(history.end)}]
+    assert BUNDLE_SHA in page
     assert f"{doc['totals']['cpu_core_hours']:.2f} CPU core-hours" in result.stdout
 
 
@@ -226,6 +256,84 @@ def test_one_pid_and_other_time_forms(history, tmp_path):
     assert (row["pid"], row["names"], row["signals"]) == (77, ["ffmpeg"], [])
     assert row["cpu"]["core_seconds"] == pytest.approx(0.3 * STEP * (DAYS * 86400 // STEP), rel=1e-12)
     assert doc["alerts"] == []  # the alert was about pid 4242
+    assert doc["evidence_bundles"] == []  # the bundle was of pid 5151
+
+
+def test_the_tariff_given_else_the_fleet_s_for_a_site_without_one(history, tmp_path):
+    doc, page, _ = run_report(history, tmp_path / "given", "--energy.tariff=50")
+    assert doc["tariff"]["from"] == "option" and doc["tariff"]["tenge_per_kwh"] == 50.0
+    assert doc["totals"]["tenge"] == pytest.approx(doc["totals"]["kwh"] * 50.0, rel=1e-12)
+    assert "--energy.tariff" in page
+    result = minerwatch("report", f"--prometheus={history.url}", f"--instance={OTHER}", f"--from={history.start}",
+                        f"--to={history.end}", f"--out={tmp_path / 'other'}")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads((tmp_path / "other" / "report.json").read_text())
+    assert doc["tariff"] == {"tenge_per_kwh": FLEET_TARIFF, "from": "fleet", "site": "almaty", "source": None,
+                             "valid_from": None}
+    [row] = doc["processes"]
+    assert row["cpu"]["core_seconds"] == 86400.0
+    assert doc["totals"]["tenge"] == pytest.approx(doc["totals"]["kwh"] * FLEET_TARIFF, rel=1e-12)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def pdf_pages(pdf: Path):
+    """Each page's text, as poppler's pdftotext reads it."""
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, timeout=60)
+    count = int(re.search(r"^Pages:\s+(\d+)", info.stdout, re.M).group(1))
+    return [subprocess.run(["pdftotext", "-layout", "-f", str(n), "-l", str(n), str(pdf), "-"], capture_output=True,
+                           text=True, timeout=60).stdout for n in range(1, count + 1)]
+
+
+def squash(text: str) -> str:
+    return re.sub(r"\s+", " ", text.replace("\u202f", " "))
+
+
+@pytest.mark.skipif(not (CHROMIUM and shutil.which("pdftotext")),
+                    reason="needs Debian's chromium and poppler-utils (pdftotext)")
+@pytest.mark.parametrize("lang", ["en", "kk"])
+def test_printed_to_pdf_with_hash_time_and_page_numbers_on_every_page(history, tmp_path, lang):
+    """report.pdf, read back with pdftotext: the totals, and on every page its number, the count,
+    report.html's sha256 and the generation time. Kazakh comes from the locale here (no --lang)."""
+    import hashlib
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LC_")}
+    env["LANG"] = "kk_KZ.UTF-8" if lang == "kk" else "C.UTF-8"
+    out = tmp_path / "r"
+    result = minerwatch("report", f"--prometheus={history.url}", f"--instance={INSTANCE}", f"--from={history.start}",
+                        f"--to={history.end}", f"--out={out}", "--pdf", env=env)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads((out / "report.json").read_text())
+    page_sha = hashlib.sha256((out / "report.html").read_bytes()).hexdigest()
+    assert page_sha in result.stdout
+    assert hashlib.sha256((out / "report.json").read_bytes()).hexdigest() in (out / "report.html").read_text()
+    pages = pdf_pages(out / "report.pdf")
+    assert len(pages) >= 2
+    from minerwatch.investigation.i18n import number, when
+
+    generated = dt_parse(doc["generated_at"])
+    stamp = when(generated, lang, 5)
+    for n, text in enumerate(pages, 1):
+        flat = squash(text)
+        numbering = {"en": f"Page {n} of {len(pages)}", "kk": f"{len(pages)} беттің {n}-беті"}[lang]
+        assert numbering in flat, (n, flat[-400:])
+        assert page_sha in flat.replace(" ", ""), (n, flat[-400:])
+        assert squash(stamp) in flat, (n, stamp, flat[-400:])
+    first = squash(pages[0])
+    t = doc["totals"]
+    for figure in (number(t["cpu_core_hours"], 2, lang), number(t["kwh"], 2, lang), number(t["tenge"], 0, lang)):
+        assert squash(figure) in first, (figure, first[:1500])
+    if lang == "kk":
+        assert "Майнинг туралы есеп" in first and "кВт·сағ" in first and "Дәлелдемелер пакеттері" in squash("".join(pages))
+    else:
+        assert "Miner report" in first and "CPU core-hours" in first
+
+
+def dt_parse(text: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def test_office_hours_defaults_are_the_rules(history):
@@ -264,7 +372,7 @@ def test_renders_in_headless_chromium(history, tmp_path):
 
 @pytest.mark.parametrize("case, message", [
     ("unknown host", r"^minerwatch: error: --instance: no minerwatch series for instance=\"pc-9999:9789\" "
-                     r"between .* \(instances with minerwatch series then: pc-0417:9789\)"),
+                     r"between .* \(instances with minerwatch series then: pc-0417:9789, pc-0999:9789\)"),
     ("unreachable", r"^minerwatch: error: cannot reach Prometheus at http://127\.0\.0\.1:\d+: .*refused"),
     ("empty range", r"^minerwatch: error: Invalid value for '--from'/'--to': empty range: "),
     ("bad time", r"^minerwatch: error: Invalid value for '--from': not a time"),
@@ -320,3 +428,15 @@ def test_a_known_hash_is_kept_whichever_info_series_comes_last():
         document = build(settings, data, generated=2000.0)
         [process] = document["processes"]
         assert process["executables"] == [{"path": "/tmp/.x/xmrig", "sha256": "ab" * 32}], process
+
+
+def test_a_recorded_tariff_no_option_would_take_is_passed_over():
+    """A broken rule or a hostile server recording 10^12 tenge per kWh does not price the damage."""
+    from minerwatch.investigation.report import DEFAULT_TARIFF_KZT_PER_KWH, Settings, choose_tariff
+
+    settings = Settings("http://127.0.0.1:9", "ws:9789", 1000.0, 2000.0)
+    site = {(("site", "a"), ("source", "rule")): [(1500.0, 1e12)]}
+    fleet = {(): [(1500.0, 70.0)]}
+    assert choose_tariff(settings, {"site": ["a"], "site_tariff": site, "fleet_tariff": fleet})["from"] == "fleet"
+    chosen = choose_tariff(settings, {"site": ["a"], "site_tariff": site, "fleet_tariff": {(): [(1500.0, 0.0)]}})
+    assert (chosen["from"], chosen["tenge_per_kwh"]) == ("built-in", DEFAULT_TARIFF_KZT_PER_KWH)

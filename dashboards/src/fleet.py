@@ -60,7 +60,7 @@ def _now(knobs: Knobs) -> list:
 def _alerts(knobs: Knobs) -> list:
     columns = [("alertname", "Alert", None), ("severity", "Severity", None), HOST, SITE,
                ("name", "Process", None), ("pid", "PID", None), ("user", "User", None),
-               ("signals", "Signals", None), ("collector", "Collector", None), ("tuning", "Tuning", None), JOB]
+               ("collector", "Collector", None), ("tuning", "Tuning", None), JOB]  # signals: the suspect table
     return [
         row("Alerts and suspects"),
         table("Firing Minerwatch alerts", """Every Minerwatch alert firing now (from the ALERTS series). Click a

@@ -52,7 +52,7 @@ def _suspects(knobs: Knobs) -> list:
               the runbooks.""",
               [target(ALERTS, table=True)],
               [("alertname", "Alert", None), ("severity", "Severity", None), *PROCESS,
-               ("signals", "Signals", None), ("collector", "Collector", None), ("tuning", "Tuning", None)],
+               ("collector", "Collector", None), ("tuning", "Tuning", None)],  # signals: the suspect table
               h=5, sort=("Severity", False), links=[knobs.runbooks(), knobs.evidence()]),
         table("Suspect processes", """Each suspect process now: the signals it matched, its executable and its
               command line (passwords and tokens redacted by the exporter). Keep the evidence before killing it.""",

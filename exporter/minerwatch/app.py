@@ -15,6 +15,7 @@ from minerwatch.host.proc_reader import default_reader
 from minerwatch.detection.process_table import ProcessTable
 from minerwatch.collectors import available
 from minerwatch.collectors.base import Collector, CollectorRunner, Context
+from minerwatch.serving.config_hashes import ConfigHashes
 from minerwatch.serving.self_metrics import ProcessMetrics, PythonInfo
 from minerwatch.detection.signatures import Signatures
 
@@ -39,6 +40,7 @@ class Options:
     procfs: str = "/proc"
     sysfs: str = "/sys"
     rootfs: str = "/"
+    state_dir: str = ""  # --state.dir; "" = investigation/custody.default_state_dir(rootfs)
     collectors: Dict[str, bool] = field(default_factory=dict)  # name -> explicitly on/off
     disable_defaults: bool = False
     top_k: Optional[int] = None
@@ -73,7 +75,7 @@ def build_context(options: Options) -> Context:
     table = ProcessTable(reader, Signatures.from_settings(config.signatures), Allowlist(config.allowlist),
                          config.process, clock=options.clocks.monotonic, wall_clock=options.clocks.wall)
     return Context(config=config, procfs=options.procfs, sysfs=options.sysfs, rootfs=options.rootfs,
-                   processes=table)
+                   state_dir=options.state_dir, processes=table)
 
 
 def build_collectors(context: Context, names: Iterable[str]) -> List[Collector]:
@@ -116,6 +118,7 @@ def build_registry(runner: CollectorRunner) -> Registry:
     registry = Registry()
     registry.register(BuildInfo())
     registry.register(runner)
+    registry.register(ConfigHashes(runner))  # what configuration the runner's collectors run with
     # The exporter's own CPU and memory (process_*), as every Prometheus exporter exposes them.
     registry.register(ProcessMetrics())
     registry.register(PythonInfo())

@@ -14,7 +14,7 @@ from minerwatch.app import Clocks, Options, build_collectors, build_context, bui
 from minerwatch.config import ConfigError
 from minerwatch.collectors import available
 from minerwatch.collectors.base import DEFAULT_TIMEOUT, CollectorRunner
-from minerwatch.options import FiniteFloatRange
+from minerwatch.options import FiniteFloatRange, state_dir_option
 from minerwatch.text import host_text
 
 DEFAULT_PORT = 9789
@@ -54,7 +54,7 @@ def common_options(func):
     ]
     for option in reversed(options):
         func = option(func)
-    return func
+    return state_dir_option(func)
 
 
 def make_options(ctx: click.Context, params: dict) -> Options:
@@ -69,6 +69,7 @@ def make_options(ctx: click.Context, params: dict) -> Options:
         procfs=params["procfs"],
         sysfs=params["sysfs"],
         rootfs=params["rootfs"],
+        state_dir=params["state_dir"],
         collectors=collectors,
         disable_defaults=params["disable_defaults"],
         top_k=params["top_k"],
@@ -155,7 +156,8 @@ def serve(ctx, listen_address, telemetry_path, web_config_file, max_requests, ma
     options = make_options(ctx, params)
     web_config = web.load_web_config(web_config_file)
     context = build_context(options)
-    runner = CollectorRunner(build_collectors(context, enabled_collectors(options)), timeout=collector_timeout)
+    runner = CollectorRunner(build_collectors(context, enabled_collectors(options)), timeout=collector_timeout,
+                             context=context)
     try:
         registry = build_registry(runner)
         status = service.ReloadStatus()

@@ -3,6 +3,7 @@
     data/pools.txt       mining-pool domains (`!domain`: never a pool; `domain stratum`: resolvable)
     data/pool_ports.txt  usual Stratum ports and port ranges
     data/exe_patterns.txt byte patterns of miner executables, by family (exe_content.py)
+    data/vendor_exclusions.txt antivirus exclusions vendors recommend for their own programs (antivirus/vendors.py)
 
 Each file is read once per process, on first use, and its lines kept: `signatures` reads the
 pool domains when it is imported, the network collector when it starts and whenever an IOC file

@@ -164,7 +164,7 @@ class Service:
             self.status.record(False)
             log.error("reload failed, still running the previous configuration: %s", host_text(str(exc)))
             return False
-        old = self.runner.replace(collectors)
+        old = self.runner.replace(collectors, context)
         self.server.set_web_config(web_config)
         self.status.record(True)
         idle = old.idle(self.runner.timeout)

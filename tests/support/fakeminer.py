@@ -2,8 +2,10 @@
 
 Started by tests as a real process under a miner-like name, with XMRig's arguments:
     xmrig fakeminer.py -o stratum+tcp://127.0.0.1:PORT -u 4<wallet> -p x --donate-level 1
-It parses only what it needs (-o, -u, -p, --threads, --dialect) and ignores the rest, as the
+It parses only what it needs (-o, -u, -p, --threads, --dialect, -x) and ignores the rest, as the
 point is what the command line and the traffic look like. Without -o it only burns CPU.
+`-x 127.0.0.1:PORT` (XMRig's --proxy) goes through a SOCKS5 relay there, `-x socks4a://...`
+through a SOCKS4a one: the pool's host name is sent to the relay as a name, never resolved.
 """
 
 from __future__ import annotations
@@ -33,12 +35,35 @@ def arg(argv, names, default=None):
     return default
 
 
-def talk(url: str, user: str, password: str, dialect: str, duration: float) -> None:
+def through_relay(proxy: str, host: str, port: int) -> socket.socket:
+    """A socket to host:port through the SOCKS relay `proxy` (on 127.0.0.1 only)."""
+    kind, _, address = proxy.rpartition("://")
+    relay, relay_port = address.rsplit(":", 1)
+    if relay != "127.0.0.1":
+        raise SystemExit("fakeminer's relay must be on 127.0.0.1")
+    sock = socket.create_connection((relay, int(relay_port)), timeout=5)
+    name, where = host.encode("ascii"), port.to_bytes(2, "big")
+    if kind == "socks4a":
+        sock.sendall(b"\x04\x01" + where + b"\x00\x00\x00\x01miner\x00" + name + b"\x00")
+        sock.recv(8)
+    else:
+        sock.sendall(b"\x05\x01\x00")
+        sock.recv(2)
+        sock.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + where)
+        sock.recv(10)
+    return sock
+
+
+def talk(url: str, user: str, password: str, dialect: str, duration: float, proxy: str = "") -> None:
     host_port = url.split("://", 1)[-1]
     host, port = host_port.rsplit(":", 1)
-    if host not in ("127.0.0.1", "localhost"):
+    if proxy:
+        connection = through_relay(proxy, host, int(port))
+    elif host not in ("127.0.0.1", "localhost"):
         raise SystemExit("fakeminer talks only to 127.0.0.1")
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
+    else:
+        connection = socket.create_connection((host, int(port)), timeout=5)
+    with connection as sock:
         f = sock.makefile("rwb")
 
         def call(i, method, params):
@@ -71,7 +96,7 @@ def main(argv) -> None:
     url = arg(argv, ["-o", "--url"])
     if url:
         talk(url, arg(argv, ["-u", "--user"], "x"), arg(argv, ["-p", "--pass"], "x"),
-             arg(argv, ["--dialect"], "xmrig"), duration)
+             arg(argv, ["--dialect"], "xmrig"), duration, arg(argv, ["-x", "--proxy"], ""))
     else:
         time.sleep(duration)
 

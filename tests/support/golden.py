@@ -31,6 +31,7 @@ VARYING: Dict[str, str] = {
     "minerwatch_network_ioc_load_timestamp_seconds": "when the exporter read the IOC files: its start",
     "minerwatch_config_last_reload_success_timestamp_seconds": "when the exporter loaded its config: its start",
     "minerwatch_web_connections": "the scrape's own connection, and any whose close the server has not seen yet",
+    "minerwatch_config_hash_info": "hashes of settings that hold the checkout's paths (--path.procfs, IOC files)",
 }
 FOREIGN = re.compile(r"(process|python)_")
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")

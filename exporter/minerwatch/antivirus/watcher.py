@@ -1,5 +1,7 @@
 """The exclusion set of this host, kept fresh, and the process table's `av_excluded` signal.
 
+A process covered only by exclusions its own vendor recommends for it (vendors.py) gets none.
+
 Every source is looked at no more than once per interval; a file is parsed only when its stamp
 (mtime, ctime, size, inode; for the registry, value counts and last-write times) changed. A
 source that fails keeps its last good exclusions: a broken edit must not hide a miner's entry.
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 from minerwatch.antivirus.model import Compiled, Exclusion, Reading, SourceError
+from minerwatch.antivirus.vendors import VendorExclusions, shipped_vendors
 from minerwatch.detection.signatures import Match
 
 log = logging.getLogger("minerwatch.antivirus")
@@ -61,10 +64,13 @@ class ExclusionWatcher:
         environ: Optional[Mapping[str, str]] = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        vendors: Optional[VendorExclusions] = None,
     ):
         self.states = [SourceState(s) for s in sources]
         self.interval = interval
         self.environ = dict(os.environ if environ is None else environ)
+        # Exclusions vendors recommend for their own programs flag nothing (vendors.py).
+        self.vendors = shipped_vendors(self.environ) if vendors is None else vendors
         self.generation = 0
         self._clock, self._wall = clock, wall_clock
         self._last_read: Optional[float] = None
@@ -87,9 +93,13 @@ class ExclusionWatcher:
     def match(self, facts) -> Optional[Match]:
         for compiled in self._index:  # replaced whole on change, so no lock is needed here
             what = compiled.covers(facts.exe, facts.cwd, facts.comm)
-            if what:
+            if what and not self.vendors.vendor_of(compiled.exclusion, facts.exe):
                 return Match(SIGNAL, f"{compiled.exclusion.describe()} ({what})")
-        return None
+        return None  # covered by nothing, or only by its own vendor's recommended exclusions
+
+    def vendor_of(self, exclusion: Exclusion, facts) -> str:
+        """The vendor that recommends `exclusion` for the program `facts` runs; "" if none."""
+        return self.vendors.vendor_of(exclusion, facts.exe)
 
     # -- for the collector and `scan` ----------------------------------------------------------
     def matches(self, facts) -> List[Tuple[Exclusion, str]]:

@@ -2,7 +2,7 @@
 
 from typing import Dict
 
-from minerwatch.collectors import antivirus, energy, gpu, host, network, process, tuning, windows  # noqa: F401
+from minerwatch.collectors import antivirus, energy, evidence, gpu, host, network, process, tuning, windows  # noqa: F401
 from minerwatch.collectors.base import registered
 
 

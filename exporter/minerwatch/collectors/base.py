@@ -63,6 +63,7 @@ class Context:
     procfs: str = "/proc"
     sysfs: str = "/sys"
     rootfs: str = "/"  # the host's root, where its configuration files are (/host in a container)
+    state_dir: str = ""  # --state.dir: where `minerwatch evidence` records its bundles ("" = the default)
     processes: Optional["ProcessTable"] = None
 
 
@@ -164,10 +165,11 @@ class CollectorRunner:
     """
 
     def __init__(self, collectors: List[Collector], timeout: float = DEFAULT_TIMEOUT,
-                 clock: Callable[[], float] = time.perf_counter):
+                 clock: Callable[[], float] = time.perf_counter, context: Optional[Context] = None):
         self.timeout = timeout
         self._clock = clock
         self._slots = [_Slot(c) for c in collectors]
+        self.context = context  # the configuration the collectors run with (config_hashes.py)
 
     @property
     def collectors(self) -> List[Collector]:
@@ -201,6 +203,21 @@ class CollectorRunner:
             yield from families
         yield duration
         yield success
+        yield self._enabled(slots)
+
+    @staticmethod
+    def _enabled(slots: List["_Slot"]) -> Metric:
+        """Every registered collector, 1 if it runs: one turned off by a flag stays visible (it
+        reports no `_success` at all, so MinerwatchCollectorFailing cannot see it)."""
+        enabled = GaugeMetricFamily(
+            "minerwatch_scrape_collector_enabled",
+            "1 for each collector that runs, 0 for each known collector turned off (flags).",
+            labels=["collector"],
+        )
+        running = {slot.collector.name for slot in slots}
+        for name in sorted(set(_REGISTRY) | running):
+            enabled.add_metric([name], 1.0 if name in running else 0.0)
+        return enabled
 
     def _start(self, slot: _Slot, deadline: float):
         """The job now running this collector for this scrape; None if it cannot run (stuck from
@@ -267,11 +284,13 @@ class CollectorRunner:
             slot.lock.release()
         return True
 
-    def replace(self, collectors: List[Collector]) -> "CollectorRunner":
-        """Run `collectors` from the next scrape on (a reload); returns a runner of the old ones
-        for the caller to wait on (`idle`) and `close`. Scrapes already running finish on them."""
-        old = CollectorRunner([], self.timeout, self._clock)
+    def replace(self, collectors: List[Collector], context: Optional[Context] = None) -> "CollectorRunner":
+        """Run `collectors` from the next scrape on (a reload), with the `context` they were
+        built with; returns a runner of the old ones for the caller to wait on (`idle`) and
+        `close`. Scrapes already running finish on them."""
+        old = CollectorRunner([], self.timeout, self._clock, self.context)
         old._slots, self._slots = self._slots, [_Slot(c) for c in collectors]
+        self.context = context
         return old
 
     def close(self) -> None:

@@ -3,12 +3,12 @@
 The work is done in the network package: sockets.py reads the socket table, sniffer.py and
 dns.py read the wire (also proxy CONNECT requests, and the DNS queries of processes:
 dns_queries.py, udp_owners.py), pools.py holds the lists, monitor.py decides which connections go
-to a pool and on what evidence (stratum, sni, connect, list, dns, dns_query; dns_answer, lookup and
-port are weak). This module exports what it found.
+to a pool and on what evidence (stratum, sni, connect, list, dns, dns_query; site, dns_answer, lookup
+and port are weak). This module exports what it found.
 
 By default the exporter sends no DNS query at all (`resolve_max_names: 0`): ten thousand desks
 asking for mining-pool names every few minutes is itself what DNS filters flag as infection.
-Any evidence but `port`, `dns_answer` and `lookup` gives the process the `pool_connection` signal
+Any evidence but `site`, `port`, `dns_answer` and `lookup` gives the process the `pool_connection` signal
 (see process_table.py): an address learned from a DNS answer is only as good as whoever answered.
 
 Sample output:
@@ -26,7 +26,7 @@ from typing import Iterable, Optional, Tuple
 from minerwatch.collectors.base import Collector, Context, register
 from minerwatch.serving.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 from minerwatch.network.dns import RESPONSE_RESULTS
-from minerwatch.network.dns_queries import OWNER_RESULTS, QUERY_RESULTS, QueryTracker, endpoint_matcher
+from minerwatch.network.dns_queries import OWNER_RESULTS, QUERY_RESULTS, QueryTracker
 from minerwatch.network.monitor import PoolMonitor
 from minerwatch.network.pools import PoolListLoader, PoolResolver, Resolve, system_resolve
 from minerwatch.network.settings import NetworkSettings
@@ -77,7 +77,8 @@ class NetworkCollector(Collector):
         # through the loader: a reloaded list is the one the sniffer's thread matches against
         match = lambda name: self.lists.pools.match_domain(name)  # noqa: E731
         queries = QueryTracker(match, self._is_endpoint)
-        sniffer = Sniffer(match, queries=queries, owners=UdpOwners(self.context.procfs))
+        sniffer = Sniffer(match, queries=queries, owners=UdpOwners(self.context.procfs), is_endpoint=self._is_endpoint,
+                          match_address=lambda ip, port: self.lists.pools.match_address(ip, port))
         if sniffer.start():
             return sniffer
         if settings.sniffer == "on":
@@ -88,12 +89,8 @@ class NetworkCollector(Collector):
         return None
 
     def _is_endpoint(self, name: str) -> bool:
-        """A Stratum endpoint of the list in use (rebuilt when the lists are reloaded)."""
-        pools = self.lists.pools
-        if getattr(self, "_endpoints_of", None) is not pools:
-            self._endpoints = endpoint_matcher(list(pools.indicators.stratum) + list(pools.name_ports))
-            self._endpoints_of = pools
-        return self._endpoints(name)
+        """A Stratum endpoint of the list in use (the one reloaded last); other pool names are web sites."""
+        return self.lists.pools.is_endpoint(name)
 
     def close(self) -> None:
         self.resolver.stop()
@@ -121,9 +118,9 @@ class NetworkCollector(Collector):
 
         info = GaugeMetricFamily(
             "minerwatch_network_pool_connection_info",
-            "A connection to a mining pool, or DNS queries for one: owner process, remote end (the proxy for "
-            "connect, the DNS server for dns_query and lookup) and evidence (stratum, sni, connect, list, dns, "
-            "dns_query; dns_answer, lookup and port alone are weak). Capped at process.max_suspects series.",
+            "A connection to a mining pool, or DNS queries for one: owner process, remote end (the proxy or SOCKS "
+            "relay for connect, the DNS server for dns_query and lookup) and evidence (stratum, sni, connect, list, "
+            "dns, dns_query; site, dns_answer, lookup and port alone are weak). Capped at process.max_suspects series.",
             labels=["pid", "name", "user", "remote", "evidence", "pool"],
         )
         for m in matches[: self.max_series]:
@@ -153,12 +150,13 @@ class NetworkCollector(Collector):
         yield flows
         yield CounterMetricFamily(
             "minerwatch_network_sni_matches",
-            "TLS ClientHellos whose server name is a listed pool.",
+            "TLS ClientHellos whose server name is a listed pool (sni; site: a pool's web site on port 443).",
             value=state.sni_matches,
         )
         yield CounterMetricFamily(
             "minerwatch_network_connect_matches",
-            "HTTP CONNECT requests to a web proxy that name a listed pool.",
+            "HTTP CONNECT requests to a web proxy and SOCKS5/SOCKS4a requests to a relay that name a listed pool "
+            "(connect; site: a pool's web site on port 443).",
             value=state.connect_matches,
         )
         queries = CounterMetricFamily(
@@ -243,8 +241,8 @@ class NetworkCollector(Collector):
         )
         yield CounterMetricFamily(
             "minerwatch_network_sniffer_packets",
-            "Packets the kernel filter passed to the sniffer (TCP segments starting with '{', 'C' or a TLS "
-            "record; UDP from or to port 53).",
+            "Packets the kernel filter passed to the sniffer (TCP segments starting with '{', 'C', a TLS "
+            "record or a SOCKS CONNECT request; UDP from or to port 53).",
             value=state.packets_total,
         )
         yield CounterMetricFamily(

@@ -75,7 +75,9 @@ class ProcessCollector(Collector):
             "minerwatch_process_signal", "1 for each signal a suspect process matched.", labels=LABELS + ["signal"]
         )
         allowlisted = GaugeMetricFamily(
-            "minerwatch_process_allowlisted", "1 for each allowlisted process in the top-K (never suspect).", labels=LABELS
+            "minerwatch_process_allowlisted",
+            "1 for each process in the top-K that allowlist entries explain whole: its signals, busy CPU and GPU "
+            "(never suspect).", labels=LABELS
         )
         info = GaugeMetricFamily(
             "minerwatch_process_suspect_info",

@@ -10,9 +10,13 @@
     exe_patterns.py   byte-pattern files for executables (shipped and the user's)
     exe_content.py    miner byte patterns and UPX in an executable, and its sha256, in one pass
     exe_worker.py     the one background thread that scans executables, off the scrape
-    miner_config.py   a miner configuration file in a process's folders or open files
+    miner_config.py   a miner configuration file in a process's folders, home or open files
+    bounded_json.py   JSON a host user wrote, parsed as a miner's lenient parser reads it, bounded
     behaviour.py      behaviour and memory shape over a window (few I/O, equal threads, RandomX)
-    tcp_flows.py      tcp_info of a process's connections (the quiet long-lived pool session)
+    pool_rhythm.py    a connection's rhythm: jobs pushed unasked, client messages answered at once
+    memory_shape.py   RandomX's dataset or cache resident in one mapping (smaps), librandomx mapped
+    busy_groups.py    throttled processes of one user or executable that add up to busy
+    tcp_flows.py      tcp_info of a process's connections (the pool session's counters)
     top_groups.py     the busiest processes grouped by name and user, without pids
 
 Reads the host through minerwatch.host and network.sockets; the collectors expose what it finds.

@@ -1,31 +1,39 @@
 """What a miner looks like when it says nothing: `miner_behaviour` and `randomx_memory`.
 
-Evaluated only for busy processes (busy_probe.py), from samples taken at most every probe
-interval, over a window (20 s by default). A process gets `miner_behaviour` when, over the whole
-window, ALL of these hold (defaults in BehaviourLimits):
+Evaluated only for busy processes (busy_probe.py: busy on the CPU, alone or with the same user's
+or executable's other processes, or busy on a GPU), from samples taken at most every probe
+interval. The process's shape is judged over `window_seconds` (20 s by default), its
+connections' rhythm over longer (pool_rhythm.py). Defaults in BehaviourLimits.
 
-- it keeps at least `suspect_busy_cores` busy (the probe only looks at those);
+The shape of a computation (CPU-busy processes), ALL of:
 - almost no I/O: read and written bytes of every kind (/proc/PID/io rchar + wchar: files,
   pipes and sockets) under 64 KiB per CPU-second; compressors, compilers, backups and encoders
   move megabytes per CPU-second;
 - very few voluntary context switches, summed over its threads (task/*/status): under 50 per
   CPU-second; a worker that waits on I/O, locks or a GUI switches hundreds to thousands of times;
-- its busy threads (over 0.1 core each) equally busy: the busiest at most 1.5 times the least;
-  encoders, browsers and builds have uneven threads;
-- it holds one to four established TCP connections, at least one present through the whole
-  window, and all of them together carry only a trickle: under 2 KiB/s in each direction, in
-  messages averaging under 1 KiB (tcp_info from the kernel, tcp_flows.py): Stratum submits and
-  jobs, in TLS or not. A download, a video call, a sync client move far more; openssl speed,
-  numpy training and compilers hold no connection at all.
+- its busy threads (over 0.1 core each, or over a third of the busiest thread in a throttled
+  process) equally busy: the busiest at most 1.5 times the least; encoders, browsers and builds
+  have uneven threads.
+A process busy on a GPU (its share of the device given by the probe) is judged instead on that
+share, flat over the window (each sample within 25% of the mean), and I/O under 64 KiB per
+second: a GPU miner's CPU thread waits on the driver, so switches and threads say nothing.
 
-`randomx_memory`: a resident anonymous mapping the size of RandomX's dataset (2080 MiB:
-RANDOMX_DATASET_BASE_SIZE 2 GiB + RANDOMX_DATASET_EXTRA_SIZE 32 MiB - 64 bytes, rounded up to
-pages, up to 3 GiB when backed by 1 GiB pages) or of its cache (256 MiB: RANDOMX_ARGON_MEMORY
-262144 KiB; up to 40 MiB more, as the kernel merges adjacent
-anonymous mappings such as an 8 MiB thread stack into it), sources: tevador/RandomX src/configuration.h and its
-specification; resident means the process's RSS plus hugetlb pages cover at least 90% of it;
-and CPU flat over the window (each interval within 25% of the window's mean). A busy JVM with a
-heap of exactly 256 MiB is the known false positive; it is weak for that reason.
+`miner_behaviour`: that shape, and
+- one to four established TCP connections together carrying only a trickle over the window:
+  under 2 KiB/s each way, in messages averaging under 1 KiB (tcp_info from the kernel,
+  tcp_flows.py), data both ways in their life; and
+- one of them with a pool session's rhythm (pool_rhythm.py): jobs pushed unasked by the server
+  (at least `min_pushes` more unasked than unanswered intervals over `push_memory_seconds`,
+  30 min) and client messages in at least `min_client_intervals` intervals of
+  `rhythm_window_seconds` (120 s). A license-server heartbeat or an RPC master's
+  request-compute-reply has no such rhythm; a download, a video call, a sync client move more.
+- Or no connection at all, and `randomx_memory` with librandomx mapped (a solo miner).
+
+`randomx_memory`: that shape with CPU flat (each interval within 25% of the window's mean), a
+resident anonymous mapping of RandomX's dataset or cache size (memory_shape.py: the mapping's own
+resident bytes, in a tight window), and either librandomx mapped or a connection with the pool
+rhythm. smaps, the costly read, is read only when all the rest holds, at most once per
+`window_seconds` per process.
 
 Linux only (procfs). Unreadable files (another user's /proc/PID/io without CAP_SYS_PTRACE)
 mean "cannot say": the signal is then not given.
@@ -36,13 +44,14 @@ from __future__ import annotations
 import os
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Deque, Dict, Optional, Tuple
+from typing import Callable, Deque, Dict, List, Optional, Tuple
 
+from minerwatch.detection.memory_shape import MapsView, read_maps, resident_randomx
+from minerwatch.detection.pool_rhythm import PoolRhythm
 
 MiB = 1 << 20
-DATASET_BYTES = 2147483648 + 33554368  # RandomX dataset: base + extra size
-CACHE_BYTES = 262144 * 1024  # RandomX cache: Argon2 memory, 256 MiB
 MAX_THREADS = 512  # a process with more threads is sampled without its per-thread figures
+_NO_MAPS = MapsView((), "")
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,11 @@ class BehaviourLimits:
     trickle_bytes_per_second: float = 2048.0
     trickle_message_bytes: float = 1024.0
     flat_tolerance: float = 0.25
+    # the pool session's rhythm (pool_rhythm.py)
+    rhythm_window_seconds: float = 120.0
+    push_memory_seconds: float = 1800.0  # Monero pools push about a job per block (120 s): many in 30 min
+    min_pushes: int = 2
+    min_client_intervals: int = 2
 
 
 @dataclass
@@ -66,14 +80,18 @@ class Sample:
     voluntary_switches: Optional[int]
     thread_cpu: Dict[int, float]  # tid -> cpu seconds
     sockets: Optional[Dict[int, Tuple[int, int, int, int]]]  # inode -> (acked, received, segs out, segs in)
-    anon_sizes: Tuple[int, ...] = ()  # sizes of large anonymous mappings
-    resident_bytes: int = 0
+    maps: MapsView = _NO_MAPS  # RandomX-sized anonymous mappings, librandomx
+    device_share: Optional[float] = None  # share of a GPU when the process is busy on one
 
 
 @dataclass
 class Track:
     samples: Deque[Sample] = field(default_factory=lambda: deque(maxlen=64))
     broken: str = ""  # the behaviour condition the last judged window broke ("" when it held)
+    rhythm: PoolRhythm = field(default_factory=PoolRhythm)
+    fed: float = float("-inf")  # time of the last sample fed to `rhythm`
+    smaps_time: float = float("-inf")  # when smaps was last read...
+    smaps: Tuple[str, int] = ("", 0)  # ...and what it showed: (RandomX kind, resident bytes)
 
 
 def _read(path: str) -> Optional[bytes]:
@@ -139,39 +157,6 @@ def socket_inodes(base: str, limit: int = 64) -> Optional[list]:
     return out
 
 
-def read_memory(base: str) -> Tuple[Tuple[int, ...], int]:
-    """Sizes of anonymous mappings of 128 MiB or more, and hugetlb bytes in use."""
-    raw = _read(f"{base}/maps")
-    sizes = []
-    if raw:
-        for line in raw.splitlines():
-            fields = line.split(None, 5)
-            path = fields[5].strip() if len(fields) > 5 else b""
-            if path and not (path.startswith(b"/anon_hugepage") or path.startswith(b"/dev/hugepages")
-                             or path == b"[heap]"):
-                continue
-            start, _, end = fields[0].partition(b"-")
-            size = int(end, 16) - int(start, 16)
-            if size >= 128 * MiB:
-                sizes.append(size)
-    hugetlb = 0
-    status = _read(f"{base}/status")
-    if status:
-        at = status.find(b"HugetlbPages:")
-        if at >= 0:
-            hugetlb = int(status[at:].split(None, 2)[1]) * 1024
-    return tuple(sizes), hugetlb
-
-
-def randomx_size(size: int) -> str:
-    """'dataset', 'cache' or '' for a mapping size."""
-    if DATASET_BYTES <= size <= DATASET_BYTES + 64 * MiB or size == 3 << 30:
-        return "dataset"
-    if CACHE_BYTES <= size <= CACHE_BYTES + 40 * MiB:
-        return "cache"
-    return ""
-
-
 class BehaviourCheck:
     """Samples busy processes and judges their last window."""
 
@@ -198,7 +183,8 @@ class BehaviourCheck:
                 self._tcp = None
         return self._tcp
 
-    def sample(self, pid: int, cpu_seconds: float, rss_bytes: int, now: float, round_id: float) -> Sample:
+    def sample(self, pid: int, cpu_seconds: float, rss_bytes: int, now: float, round_id: float,
+               device_share: Optional[float] = None) -> Sample:
         base = f"{self.procfs}/{pid}"
         threads, switches = read_threads(base, self._ticks)
         inodes = socket_inodes(base)
@@ -211,38 +197,79 @@ class BehaviourCheck:
                     c = table.get(inode)
                     if c is not None:
                         sockets[inode] = (c.bytes_acked, c.bytes_received, c.data_segs_out, c.data_segs_in)
-        sizes, hugetlb = read_memory(base)
-        return Sample(now, cpu_seconds, read_io(base), switches, threads, sockets, sizes, rss_bytes + hugetlb)
+        maps = read_maps(base) if device_share is None else _NO_MAPS  # RandomX is a CPU algorithm
+        return Sample(now, cpu_seconds, read_io(base), switches, threads, sockets, maps, device_share)
 
-    def judge(self, track: Track) -> Dict[str, str]:
-        """Signals (name -> reason) from the samples of the last window."""
+    def judge(self, track: Track, pid: Optional[int] = None) -> Dict[str, str]:
+        """Signals (name -> reason) from the samples of the last window (`pid`: where to read
+        smaps when the memory shape needs it)."""
         s = track.samples
-        if len(s) < 2:
+        if not s:
             return {}
         last = s[-1]
+        if last.time > track.fed:
+            track.fed = last.time
+            track.rhythm.add(last.time, last.sockets, self.limits.push_memory_seconds)
         first = None
         for sample in s:
             if last.time - sample.time >= self.limits.window_seconds:
                 first = sample
         if first is None:
             return {}
+        window = [x for x in s if x.time >= first.time]
+        behaviour, memory, track.broken = self._judge(first, last, window, track, pid)
         out = {}
-        behaviour, track.broken = self._miner_like(first, last, [x for x in s if x.time >= first.time])
         if behaviour:
             out["miner_behaviour"] = behaviour
-        memory = self._randomx(first, last, [x for x in s if x.time >= first.time])
         if memory:
             out["randomx_memory"] = memory
         return out
 
-    def _miner_like(self, a: Sample, b: Sample, window) -> Tuple[str, str]:
-        """(reason, "") when miner-like, else ("", the first condition that broke)."""
+    def _judge(self, a: Sample, b: Sample, window: List[Sample], track: Track,
+               pid: Optional[int]) -> Tuple[str, str, str]:
+        """(miner_behaviour reason, randomx_memory reason, the first behaviour condition that
+        broke or "")."""
+        shape, broken = self._shape(a, b, window)
+        if not shape:
+            return "", "", broken
+        librandomx = b.maps.librandomx
+        if a.sockets is None or b.sockets is None:
+            memory = self._randomx(window, track, pid, f"{librandomx} mapped") if librandomx else ""
+            return "", memory, "unreadable_sockets"
+        if not b.sockets:
+            memory = self._randomx(window, track, pid, f"{librandomx} mapped") if librandomx else ""
+            if memory:
+                return f"{shape}, no connection, and {memory}", memory, ""
+            return "", "", "no_connection"
+        session, broken = self._session(a, b, track)
+        if session:
+            why = f"{librandomx} mapped" if librandomx else "beside a pool session"
+            memory = self._randomx(window, track, pid, why)
+            return f"{shape}, {session}", memory, ""
+        memory = self._randomx(window, track, pid, f"{librandomx} mapped") if librandomx else ""
+        return "", memory, broken
+
+    def _shape(self, a: Sample, b: Sample, window: List[Sample]) -> Tuple[str, str]:
+        """(what the computation looks like, "") when miner-like, else ("", what broke)."""
         lim = self.limits
         seconds = b.time - a.time
-        cpu = b.cpu_seconds - a.cpu_seconds
-        if seconds <= 0 or cpu <= 0:
+        if seconds <= 0:
             return "", "no_cpu"
-        if a.io_bytes is None or b.io_bytes is None or a.voluntary_switches is None or b.voluntary_switches is None:
+        if a.io_bytes is None or b.io_bytes is None:
+            return "", "unreadable"
+        if b.device_share is not None and all(x.device_share is not None for x in window):
+            shares = [x.device_share for x in window]
+            mean = sum(shares) / len(shares)
+            if mean <= 0 or any(abs(x - mean) > lim.flat_tolerance * mean for x in shares):
+                return "", "device_not_flat"
+            io_rate = (b.io_bytes - a.io_bytes) / seconds
+            if io_rate >= lim.io_bytes_per_cpu_second:
+                return "", "io"
+            return f"{mean:.2f} of a GPU, flat, for {seconds:.0f}s, {io_rate / 1024:.1f} KiB/s I/O", ""
+        cpu = b.cpu_seconds - a.cpu_seconds
+        if cpu <= 0:
+            return "", "no_cpu"
+        if a.voluntary_switches is None or b.voluntary_switches is None:
             return "", "unreadable"
         io_rate = (b.io_bytes - a.io_bytes) / cpu
         if io_rate >= lim.io_bytes_per_cpu_second:
@@ -251,15 +278,20 @@ class BehaviourCheck:
         if switch_rate >= lim.voluntary_switches_per_cpu_second:
             return "", "context_switches"
         busy = [(b.thread_cpu[t] - a.thread_cpu[t]) / seconds for t in b.thread_cpu if t in a.thread_cpu]
-        busy = [x for x in busy if x >= lim.thread_busy_cores]
+        # busy: over thread_busy_cores, or over a third of the busiest in a throttled process
+        floor = min(lim.thread_busy_cores, max(busy, default=0.0) / 3)
+        busy = [x for x in busy if x >= floor and x > 0]
         if not busy or max(busy) > lim.thread_imbalance * min(busy):
             return "", "threads_unequal"
-        if a.sockets is None or b.sockets is None:
-            return "", "unreadable_sockets"
-        if not 1 <= len(b.sockets) <= lim.max_connections:
+        return (f"{cpu / seconds:.2f} cores for {seconds:.0f}s, {io_rate / 1024:.1f} KiB I/O and "
+                f"{switch_rate:.1f} voluntary switches per CPU-second, {len(busy)} equally busy threads"), ""
+
+    def _session(self, a: Sample, b: Sample, track: Track) -> Tuple[str, str]:
+        """(the pool session seen, "") or ("", what broke), from the connections."""
+        lim = self.limits
+        seconds = b.time - a.time
+        if len(b.sockets) > lim.max_connections:
             return "", "connection_count"
-        if not any(all(x.sockets is not None and inode in x.sockets for x in window) for inode in b.sockets):
-            return "", "no_long_lived_connection"  # no connection lasted the whole window
         sent = received = messages = 0
         for inode, (acked, got, segs_out, segs_in) in b.sockets.items():
             old = a.sockets.get(inode, (0, 0, 0, 0))
@@ -272,15 +304,21 @@ class BehaviourCheck:
             return "", "message_size"
         if not any(acked > 1 and got > 0 for acked, got, _, _ in b.sockets.values()):
             return "", "no_two_way_data"  # a connection that never carried data both ways is no pool session
-        return (f"{cpu / seconds:.2f} cores for {seconds:.0f}s, {io_rate / 1024:.1f} KiB I/O and "
-                f"{switch_rate:.1f} voluntary switches per CPU-second, {len(busy)} equally busy threads, "
-                f"{len(b.sockets)} connection(s) carrying {sent / seconds:.0f} B/s out and "
-                f"{received / seconds:.0f} B/s in"), ""
+        counts = track.rhythm.counts(b.time, lim.rhythm_window_seconds, lim.push_memory_seconds)
+        rhythmic = [counts[i] for i in b.sockets if i in counts and counts[i][0] >= lim.min_pushes
+                    and counts[i][1] >= lim.min_client_intervals]
+        if not rhythmic:
+            return "", "no_pool_rhythm"
+        pushes, client = max(rhythmic)
+        return (f"{len(b.sockets)} connection(s) carrying {sent / seconds:.0f} B/s out and "
+                f"{received / seconds:.0f} B/s in, with a pool session's rhythm: {pushes} messages "
+                f"pushed unasked in {lim.push_memory_seconds:.0f}s, client messages in {client} "
+                f"intervals of {lim.rhythm_window_seconds:.0f}s"), ""
 
-    def _randomx(self, a: Sample, b: Sample, window) -> str:
-        kinds = [(randomx_size(size), size) for size in b.anon_sizes]
-        kinds = [(kind, size) for kind, size in kinds if kind and b.resident_bytes >= 0.9 * size]
-        if not kinds:
+    def _randomx(self, window: List[Sample], track: Track, pid: Optional[int], why: str) -> str:
+        """The memory-shape reason, or "": CPU flat and a RandomX-resident mapping (smaps)."""
+        b = window[-1]
+        if not b.maps.candidates or pid is None or b.device_share is not None:
             return ""
         rates = []
         for x, y in zip(window, window[1:]):
@@ -291,6 +329,11 @@ class BehaviourCheck:
         mean = sum(rates) / len(rates)
         if mean <= 0 or any(abs(r - mean) > self.limits.flat_tolerance * mean for r in rates):
             return ""
-        kind, size = kinds[0]
-        return (f"resident anonymous mapping of {size / MiB:.0f} MiB (RandomX {kind}) and CPU flat at "
-                f"{mean:.2f} cores")
+        if b.time - track.smaps_time >= self.limits.window_seconds:
+            track.smaps_time = b.time
+            track.smaps = resident_randomx(f"{self.procfs}/{pid}", b.maps.candidates)
+        kind, resident = track.smaps
+        if not kind:
+            return ""
+        return (f"resident anonymous mapping of {resident / MiB:.0f} MiB (RandomX {kind}), CPU flat at "
+                f"{mean:.2f} cores, {why}")

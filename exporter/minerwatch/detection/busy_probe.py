@@ -1,15 +1,18 @@
 """The busy probe: deeper looks at processes that keep hardware busy, and only at those.
 
-The process table calls `probe()` for a process at or above `suspect_busy_cores` (not
-allowlisted), at most every `interval` seconds per process; idle processes cost nothing. What it
-looks at, and how often:
+The process table calls `probe()` for a process (not allowlisted) at or above
+`suspect_busy_cores`, or busy on a GPU by as much, or at least a share of it and belonging to a
+user or an executable whose processes together are that busy (busy_groups.py: throttled miners
+split over several processes), at most every `interval` seconds per process; idle processes cost
+nothing. What it looks at, and how often:
 
     once per distinct executable  miner byte patterns and UPX in the executable, or in the
                                   script an interpreter runs (exe_content.py), scanned in the
                                   background (exe_worker.py): asked at each probe until known
     once per process life         a miner configuration file (miner_config.py)
     every probe                   samples for the behaviour and memory-shape checks, judged over
-                                  their window (behaviour.py; Linux /proc only)
+                                  their window (behaviour.py; Linux /proc only); smaps at most
+                                  once a window, only for a process that looks like a miner
 
 The checks are independent: the configuration and the behaviour never wait for the file scan.
 Its signals (and the sha256 the process collector exports) join the process's signals at the
@@ -82,8 +85,10 @@ class BusyProbe:
         # between probes: only to merge a file scan that may have landed since it asked
         return state.content is None and state.asked != self.worker.completed
 
-    def probe(self, key: Tuple[int, float], facts, stat, now: float, round_id: float) -> Dict[str, str]:
-        """Signals (name -> reason) of a busy process; call only when `due`."""
+    def probe(self, key: Tuple[int, float], facts, stat, now: float, round_id: float,
+              device_share: Optional[float] = None) -> Dict[str, str]:
+        """Signals (name -> reason) of a busy process; call only when `due`. `device_share`: its
+        share of a GPU when it is busy on one (judged on that rather than on its CPU)."""
         state = self._states.get(key)
         if state is None:
             state = self._states[key] = ProbeState()
@@ -105,8 +110,8 @@ class BusyProbe:
                         round_id = (round_id, stat.pid)
                     track = state.track
                     track.samples.append(self.behaviour.sample(stat.pid, stat.cpu_seconds, stat.rss_bytes, now,
-                                                               round_id))
-                    state.behaviour = self.behaviour.judge(track)
+                                                               round_id, device_share))
+                    state.behaviour = self.behaviour.judge(track, stat.pid)
             state.signals = {**(state.content or {}), **(state.config or {}), **state.behaviour}
         except Exception as exc:  # noqa: BLE001 - a check that breaks must not hide the process
             self.failures_total += 1

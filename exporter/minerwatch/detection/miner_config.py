@@ -1,44 +1,111 @@
 """Miner configuration files: `miner_config`, read once per busy process life.
 
 A miner started without arguments reads its pool and wallet from a file: XMRig `config.json`
-(from its working directory or beside its executable, or `-c/--config FILE`), xmr-stak
-`pools.txt`, SRBMiner and others JSON with pool and wallet keys. The file is small and decisive,
-so reading it is the cheapest strong evidence against a silent miner. Candidates, in order: the
-file named by `-c`/`--config`/`--config-file`, `config.json`, `pools.txt` and `config.txt` in the
-working directory and beside the executable, then regular files with a config-like extension the
-process holds open. Paths go through /proc/PID/cwd and /proc/PID/exe links, so a directory that
-was renamed or deleted still opens.
+(beside its executable, in its working directory, `~/.xmrig.json`, `~/.config/xmrig.json`, or
+`-c/--config FILE`), xmr-stak `pools.txt`, SRBMiner and others JSON with pool and wallet keys.
+The file is small and decisive, so reading it is the cheapest strong evidence against a silent
+miner. Candidates, in order: the file named by `-c`/`--config`/`--config-file`, `config.json`,
+`pools.txt` and `config.txt` in the working directory and beside the executable, XMRig's files
+in the home folder of the process (its environment's HOME, else its uid's line in the passwd
+file of its own root), then files the process holds open with a config-like name, or the named
+file, deleted or not. Every path goes through /proc/PID/cwd, /proc/PID/root or /proc/PID/fd:
+what the process sees, through its own mount namespace (containers, systemd PrivateTmp, a tmpfs
+mounted over the folder), a renamed or deleted folder, or a deleted file it keeps open.
 
-What counts (any one): a JSON `"pools": [...]` list whose entries have a `url` and a `user`
-(XMRig, xmrig-proxy, xmrig-mo); `pool_address` with `wallet_address` (xmr-stak); a Stratum URL
-together with a user or wallet key. A file of a program that merely mentions pools (a Kubernetes
-node-pool list, a database connection pool) has no Stratum URL, no `url`+`user` pool entries.
-Only the pool's host and port reach the reason, never the user, wallet or password.
+What counts: a pool entry (in a `pools` or `pool_list` list: XMRig, xmrig-proxy, SRBMiner,
+xmr-stak) whose URL is one a miner connects to (stratum+tcp/ssl/tls/udp, tcp/ssl/tls/udp or no
+scheme: host:port; never http(s), postgresql, jdbc, redis, amqp, ldap, mongodb...) and that has
+one more mark of mining: a Stratum scheme, a listed pool host, a user or wallet holding a
+cryptocurrency address, a mining algorithm or coin, a miner's own pool option (nicehash,
+keepalive, rig-id, tls-fingerprint, use_tls...), a usual pool port, or XMRig's configuration
+shape around it (`donate-level`, or `randomx` and `cpu` sections). XMRig's shape with a `pools`
+list counts on its own. Outside a pool list, a Stratum URL or listed pool host with a user key
+in the same object counts (cpuminer's `url`/`user`). A user is not needed (XMRig defaults it);
+a connection pool's `"pools": [{"url": "postgresql://db:5432/x", "user": "app"}]` or a bare
+`db.internal:5432` never counts. Only the pool's host and port reach the reason.
+
+The text is parsed as JSON (bounded_json.py: escaped keys such as "\\u0070ools", padding,
+comments and trailing commas as the miner reads them). Text that is not JSON (INI, YAML) or too
+big to parse is searched: a Stratum URL with a user key, or `"pools"`/`"pool_list"` with a
+pool-like URL value.
+
+Cost, per look (once per busy process life, in the scan): at most MAX_FILES files and
+MAX_TOTAL_BYTES, each file at most MAX_BYTES (4 MiB); no new file once the look has spent
+LOOK_CPU_SECONDS. A file with more than MAX_VALUES commas, colons and brackets is searched as text
+instead of parsed, so memory stays about twice the file (measured: 8-9 MiB peak for a hostile
+4 MiB file of a million `{}`, escapes, quotes or comments) and CPU under about 0.45 s for the
+worst such file on this 2-core machine, 1-50 ms for ordinary ones. What is not seen: a file
+padded past 4 MiB; a text too big to parse with more than MAX_TEXT_URLS distinct decoy pool URLs
+before the real one; URL values written with escapes in that text search; a config the miner
+read and closed before deleting it.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
-from typing import Iterable, List, Optional, Sequence
+import time
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from minerwatch.host.files import read_regular
+from minerwatch.detection import bounded_json
 from minerwatch.detection.redact import redact_text
-from minerwatch.detection.signatures import POOL_URL_RE, Match
+from minerwatch.detection.signatures import (
+    MINING_ALGO_RE,
+    MINING_COINS,
+    POOL_URL_RE,
+    Match,
+    is_pool_host,
+    is_pool_port,
+    is_wallet_value,
+    stratum_endpoint,
+)
+from minerwatch.host.files import read_regular
 from minerwatch.text import host_text
 
-MAX_BYTES = 1 << 20  # a miner config is a few KiB; bigger files are read only this far
+MAX_BYTES = 4 << 20  # a miner config is a few KiB; padding up to here is still read
+MAX_TOTAL_BYTES = 8 << 20  # all files of one look together
+MAX_FILES = 16  # files read in one look
+LOOK_CPU_SECONDS = 0.5  # no further file once a look has spent this (it runs in the scan)
+MAX_VALUES = 100_000  # JSON values parsed as a document (an XMRig config holds about 150)
+MAX_NODES = 200_000  # objects and lists walked in a parsed document
+ENVIRON_BYTES = 128 << 10
+PASSWD_BYTES = 1 << 20
 NAMES = ("config.json", "pools.txt", "config.txt")
+# XMRig's (and xmrig-proxy's) own default places in the home folder.
+HOME_NAMES = (".xmrig.json", ".config/xmrig.json", ".xmrig-proxy.json", ".config/xmrig-proxy.json")
 OPEN_SUFFIXES = (".json", ".txt", ".conf", ".cfg", ".ini", ".yaml", ".yml")
 MAX_FDS = 256  # a process with more open files is no quiet miner; its fds are not listed
 _CONFIG_FLAGS = ("-c", "--config", "--config-file")
+_DELETED = " (deleted)"
 
-_POOLS_LIST = re.compile(r'"pools"\s*:\s*\[')
-_URL = re.compile(r'"url"\s*:\s*"([^"]{1,300})"')
-_USER = re.compile(r'"(?:user|wallet|login)"\s*:\s*"[^"]{1,400}"')
-_XMRSTAK = re.compile(r'"pool_address"\s*:\s*"([^"]{1,300})"')
-_WALLET = re.compile(r'"wallet_address"\s*:\s*"[^"]{1,400}"')
-_USER_KEY = re.compile(r'["\s](?:user|wallet|login|wallet_address|username)["\s]*[:=]')
+_LIST_KEYS = frozenset({"pools", "pool_list"})
+_URL_KEYS = ("url", "pool", "pool_address", "pool_url", "host", "server", "stratum")
+_USER_KEYS = ("user", "login", "wallet", "wallet_address", "username", "address")
+_ALGO_KEYS = ("algo", "algorithm")
+_COIN_KEYS = ("coin", "currency")
+# Keys only miners put in a pool entry (XMRig, xmr-stak).
+_MINER_ENTRY_KEYS = frozenset({
+    "nicehash", "keepalive", "rig-id", "tls-fingerprint", "self-select", "submit-to-origin",
+    "daemon-poll-interval", "use_nicehash", "use_tls", "tls_fingerprint", "pool_weight", "rig_id",
+    "wallet_address",
+})
+
+# The text search, for what is not JSON or too big to parse: on the text lower-cased, with
+# escaped letters ("\\u0070ools") decoded, so that every pattern starts with a literal and the
+# search stays a few passes in C over the text.
+_TEXT_ESCAPES = {f"\\u00{ord(form):02x}": c for c in "abcdefghijklmnopqrstuvwxyz-_" for form in {c, c.upper()}}
+_LIST_KEY_RE = re.compile(r'"(?:pools|pool_list)"\s*:')
+_SHAPE_KEY_RE = re.compile(r'"donate-(?:level|over-proxy)"\s*:')
+_URL_VALUE_RE = re.compile(r'"(?=[up])(?:url|pool|pool_address)"\s*:\s*"([^"\\\s]{1,300})"')
+_USER_KEY_RE = re.compile(r'["\s](?:user|wallet|login|wallet_address|username)["\s]*[:=]')
+TEXT_WINDOW = 64 << 10  # searched for pool URLs after a `pools` key
+MAX_TEXT_URLS = 4096  # distinct URLs judged in one text (about 10 µs each)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the text is
+# ---------------------------------------------------------------------------------------------
 
 
 def _shown_pool(url: str) -> str:
@@ -48,19 +115,156 @@ def _shown_pool(url: str) -> str:
     return host_text(redact_text(text), 80)
 
 
-def classify(text: str) -> Optional[str]:
-    """What makes `text` a miner configuration, or None."""
-    if _POOLS_LIST.search(text):
-        url = _URL.search(text)
-        if url and _USER.search(text):
-            return f"pools with url {_shown_pool(url.group(1))} and a user"
-    address = _XMRSTAK.search(text)
-    if address and _WALLET.search(text):
-        return f"pool_address {_shown_pool(address.group(1))} with wallet_address"
+def _get(entry: Dict[str, Any], keys: Sequence[str]) -> Any:
+    for key in keys:
+        if key in entry:
+            return entry[key]
+    return None
+
+
+def _lower_keys(node: Dict[Any, Any]) -> Dict[str, Any]:
+    return {key.lower(): value for key, value in node.items() if isinstance(key, str)}
+
+
+def _xmrig_shape(document: Any) -> Optional[str]:
+    """XMRig's configuration shape at the top: a `pools` key with `donate-level`, or with both
+    `randomx` and `cpu` sections. Nothing else writes these together."""
+    if not isinstance(document, dict):
+        return None
+    top = _lower_keys(document)
+    if "pools" not in top:
+        return None
+    if "donate-level" in top or "donate-over-proxy" in top:
+        return "XMRig configuration (pools, donate-level)"
+    if isinstance(top.get("randomx"), dict) and isinstance(top.get("cpu"), dict):
+        return "XMRig configuration (pools, randomx, cpu)"
+    return None
+
+
+def _entry_mark(entry: Dict[str, Any], url: str, in_list: bool, shape: Optional[str]) -> Optional[str]:
+    """Why the pool entry with `url` is a miner's, or None (a connection pool, a web service)."""
+    endpoint = stratum_endpoint(url)
+    if endpoint is None:
+        return None
+    scheme, host, port = endpoint
+    if is_pool_host(host):
+        return "a listed pool host"
+    if scheme.startswith("stratum"):
+        return "a Stratum URL"
+    user = _get(entry, _USER_KEYS)
+    if isinstance(user, str) and is_wallet_value(user):
+        return "a wallet address as user"
+    if not in_list:
+        return None  # a loose url/user pair: only the marks above are strong enough
+    algo = _get(entry, _ALGO_KEYS)
+    if isinstance(algo, str) and MINING_ALGO_RE.fullmatch(algo):
+        return f"algorithm {host_text(algo, 24)}"
+    coin = _get(entry, _COIN_KEYS)
+    if isinstance(coin, str) and coin.lower() in MINING_COINS:
+        return f"coin {host_text(coin.lower(), 24)}"
+    options = sorted(_MINER_ENTRY_KEYS & set(entry))
+    if options:
+        return f"miner pool option {options[0]}"
+    if is_pool_port(port):
+        return f"pool port {port}"
+    return shape
+
+
+def _nodes(document: Any) -> Iterator[Dict[str, Any]]:
+    """Every object in the document (lower-cased keys), at most MAX_NODES objects and lists."""
+    queue, walked = [document], 0
+    while queue and walked < MAX_NODES:
+        node = queue.pop()
+        walked += 1
+        if isinstance(node, dict):
+            yield _lower_keys(node)
+            queue.extend(v for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            queue.extend(v for v in node if isinstance(v, (dict, list)))
+
+
+def _classify_document(document: Any) -> Optional[str]:
+    shape = _xmrig_shape(document)
+    for node in _nodes(document):
+        for key in _LIST_KEYS & set(node):
+            entries = node[key]
+            if not isinstance(entries, list):
+                continue
+            for entry in entries:  # all of them: the document holds at most MAX_VALUES
+                if isinstance(entry, str):
+                    entry = {"url": entry}
+                if not isinstance(entry, dict):
+                    continue
+                entry = _lower_keys(entry)
+                url = _get(entry, _URL_KEYS)
+                if not isinstance(url, str):
+                    continue
+                mark = _entry_mark(entry, url, True, shape)
+                if mark:
+                    return f"{key} with url {_shown_pool(url)} ({mark})"
+        url = _get(node, _URL_KEYS)
+        if isinstance(url, str) and any(k in node for k in _USER_KEYS) and "pools" not in node:
+            mark = _entry_mark(node, url, False, None)
+            if mark:
+                return f"url {_shown_pool(url)} with a user ({mark})"
+    return shape
+
+
+def _stratum_with_user(text: str) -> Optional[str]:
+    if "tratum" not in text and "tratum" not in text.lower():  # the regex is slow to say no
+        return None
     stratum = POOL_URL_RE.search(text)
-    if stratum and _USER_KEY.search(text):
+    if stratum and _USER_KEY_RE.search(text):
         return f"Stratum URL {_shown_pool(stratum.group(0))} with a user key"
     return None
+
+
+def _plain_keys(text: str) -> str:
+    low = text.lower()
+    if "\\u00" in low:
+        for escaped, char in _TEXT_ESCAPES.items():  # 56 searches in C: no object per escape
+            if escaped in low:
+                low = low.replace(escaped, char)
+    return low
+
+
+def _classify_text(text: str) -> Optional[str]:
+    """The search for what is not JSON, or too big to parse as JSON: a Stratum URL with a user
+    key, or pool URLs within TEXT_WINDOW after a `pools`/`pool_list` key. Linear: one pass for
+    the keys, one for the URLs, however many of them a hostile file repeats."""
+    found = _stratum_with_user(text)
+    if found:
+        return found
+    low = _plain_keys(text)
+    shape = "XMRig configuration (donate-level)" if _SHAPE_KEY_RE.search(low) else None
+    keys = [key.end() for key in _LIST_KEY_RE.finditer(low)]
+    if not keys:
+        return None
+    judged: set = set()
+    for url in _URL_VALUE_RE.finditer(low, keys[0]):  # one pass, however many keys repeat
+        if url.group(1) in judged or url.start() - keys[bisect.bisect_right(keys, url.start()) - 1] > TEXT_WINDOW:
+            continue
+        if len(judged) >= MAX_TEXT_URLS:
+            break
+        judged.add(url.group(1))
+        mark = _entry_mark({}, url.group(1), True, shape)
+        if mark:
+            return f"pools with url {_shown_pool(url.group(1))} ({mark})"
+    return shape
+
+
+def classify(text: str) -> Optional[str]:
+    """What makes `text` a miner configuration, or None. The reason names the pool's host and
+    port at most, never the user, wallet or password."""
+    document = bounded_json.parse(text, MAX_VALUES)
+    if document is bounded_json.NOT_JSON or document is bounded_json.TOO_BIG:
+        return _classify_text(text)
+    return _classify_document(document) or _stratum_with_user(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Where a process's configuration is
+# ---------------------------------------------------------------------------------------------
 
 
 def config_argument(argv: Sequence[str]) -> str:
@@ -73,25 +277,69 @@ def config_argument(argv: Sequence[str]) -> str:
     return ""
 
 
-def candidates(procfs: str, pid: int, argv: Sequence[str]) -> Iterable[tuple]:
+def _in_root(base: str, path: str) -> str:
+    """`path` as the process sees it (its own root and mount namespace)."""
+    return f"{base}/root{path}"
+
+
+def home_of(procfs: str, pid: int) -> str:
+    """The process's home folder: HOME from its environment, else its real uid's line in the
+    passwd file under its own root (no NSS call: it could wait on a directory server)."""
+    base = f"{procfs}/{pid}"
+    environ = read_regular(f"{base}/environ", ENVIRON_BYTES)
+    for item in (environ or b"").split(b"\0"):
+        if item.startswith(b"HOME="):
+            home = os.fsdecode(item[5:])
+            return home if home.startswith("/") else ""
+    status = read_regular(f"{base}/status", 64 << 10) or b""
+    uids = next((line.split()[1:] for line in status.splitlines() if line.startswith(b"Uid:")), [])
+    if not uids:
+        return ""
+    uid = uids[0]  # the real uid, as getpwuid(getuid()) in the miner
+    passwd = read_regular(_in_root(base, "/etc/passwd"), PASSWD_BYTES) or b""
+    for line in passwd.splitlines():
+        fields = line.split(b":")
+        if len(fields) >= 7 and fields[2] == uid and fields[5].startswith(b"/"):
+            return os.fsdecode(fields[5])
+    return ""
+
+
+def _named_path(base: str, named: str) -> Tuple[str, str]:
+    """(path to open, path as the process names it) for the file given to -c."""
+    if named.startswith("/"):
+        return _in_root(base, named), named
+    try:
+        cwd = os.readlink(f"{base}/cwd")
+    except OSError:
+        cwd = ""
+    return f"{base}/cwd/{named}", os.path.normpath(os.path.join(cwd, named)) if cwd else ""
+
+
+def candidates(procfs: str, pid: int, argv: Sequence[str]) -> Iterable[Tuple[str, str]]:
     """(path to open, where it is shown as) for each file worth a look, cheapest first."""
     base = f"{procfs}/{pid}"
     named = config_argument(argv)
     if named:
-        yield (named if named.startswith("/") else f"{base}/cwd/{named}"), f"-c {named}"
+        yield _named_path(base, named)[0], f"-c {named}"
     for name in NAMES:
         yield f"{base}/cwd/{name}", f"{name} in the working directory"
     try:
         exe_dir = os.path.dirname(os.readlink(f"{base}/exe"))
     except OSError:
         exe_dir = ""
-    if exe_dir.startswith("/") and not exe_dir.endswith(" (deleted)"):
+    if exe_dir.startswith("/") and not exe_dir.endswith(_DELETED):
         for name in NAMES:
-            yield os.path.join(exe_dir, name), f"{name} beside the executable"
+            yield _in_root(base, os.path.join(exe_dir, name)), f"{name} beside the executable"
+    home = home_of(procfs, pid)
+    if home:
+        for name in HOME_NAMES:
+            yield _in_root(base, os.path.join(home, name)), f"~/{name} (home {home})"
 
 
-def open_files(procfs: str, pid: int) -> List[str]:
-    """Paths of config-like files the process holds open (not for processes with many fds)."""
+def open_files(procfs: str, pid: int, named: str = "") -> List[str]:
+    """Paths of config-like files the process holds open, deleted ones too, and of the file
+    named by -c (`named`, as the process names it) whatever its name (not for processes with
+    many fds)."""
     fd_dir = f"{procfs}/{pid}/fd"
     try:
         fds = os.listdir(fd_dir)
@@ -105,9 +353,37 @@ def open_files(procfs: str, pid: int) -> List[str]:
             target = os.readlink(f"{fd_dir}/{fd}")
         except OSError:
             continue
-        if target.startswith("/") and target.lower().endswith(OPEN_SUFFIXES):
+        if target.endswith(_DELETED):
+            target = target[: -len(_DELETED)]
+        if target.startswith("/") and (target.lower().endswith(OPEN_SUFFIXES) or (named and target == named)):
             out.append(f"{fd_dir}/{fd}")
     return out
+
+
+class _Budget:
+    """Files and bytes left for one look."""
+
+    def __init__(self) -> None:
+        self.files, self.bytes = MAX_FILES, MAX_TOTAL_BYTES
+        self.started = time.thread_time()
+        self.seen: set = set()
+
+    def read(self, path: str) -> Optional[str]:
+        if self.files <= 0 or self.bytes <= 0 or time.thread_time() - self.started > LOOK_CPU_SECONDS:
+            return None
+        try:
+            identity = os.stat(path)[1:3]
+        except OSError:
+            return None
+        if identity in self.seen:
+            return None
+        self.seen.add(identity)
+        data = read_regular(path, min(MAX_BYTES, self.bytes))  # a FIFO named config.json must not hang us
+        if data is None:
+            return None
+        self.files -= 1
+        self.bytes -= len(data)
+        return data.decode("utf-8", "replace")
 
 
 def _read(path: str) -> Optional[str]:
@@ -117,28 +393,20 @@ def _read(path: str) -> Optional[str]:
 
 def find(procfs: str, pid: int, argv: Sequence[str]) -> Optional[Match]:
     """miner_config for the process, or None. Reads a handful of small files."""
-    seen = set()
+    budget = _Budget()
     for path, shown in candidates(procfs, pid, argv):
-        text = _read(path)
-        if text is None:
-            continue
-        try:
-            identity = os.stat(path)[1:3]
-        except OSError:
-            identity = path
-        seen.add(identity)
-        why = classify(text)
+        text = budget.read(path)
+        why = classify(text) if text else None
         if why:
             return Match("miner_config", f"{host_text(shown, 96)}: {why}")
-    for path in open_files(procfs, pid):
+    named = config_argument(argv)
+    named_as_seen = _named_path(f"{procfs}/{pid}", named)[1] if named else ""
+    for path in open_files(procfs, pid, named_as_seen):
         try:
-            identity = os.stat(path)[1:3]
             target = os.readlink(path)
         except OSError:
             continue
-        if identity in seen:
-            continue
-        text = _read(path)
+        text = budget.read(path)
         why = classify(text) if text else None
         if why:
             return Match("miner_config", f"open file {host_text(target, 96)}: {why}")

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import logging
 import sys
+import os
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Tuple
+from typing import Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Protocol, Tuple
 
 from minerwatch.detection.allowlist import Allowlist, file_sha256
+from minerwatch.detection.busy_groups import BusyGroups
 from minerwatch.host.proc_reader import ProcFacts, ProcStat, ReadError, bounded_argv
 from minerwatch.detection.redact import REDACTED, redact_cmdline
 from minerwatch.detection.signatures import STRONG_SIGNALS, WEAK_SIGNALS, Match, Signatures
@@ -107,6 +109,7 @@ class ProcessView:
     stat: ProcStat
     cpu_cores: float  # recent CPU use, in cores (1.0 = one core fully busy)
     signals: Dict[str, str]  # signal -> reason (shared with the table's cache: do not modify)
+    # an allowlist entry explains all it shows now: every signal, its busy CPU and GPU (allowlist.py)
     allowlisted: bool
     suspect: bool
 
@@ -153,6 +156,8 @@ class _Entry:
     static: Dict[str, str]  # signature matches, once per process life
     # None while an allowlist `sha256` rule waits for the executable's hash (see _settle_allowlist)
     allowlisted: Optional[bool]
+    explained: FrozenSet[str] = frozenset()  # the signals the matching allowlist entries explain
+    unexplained: bool = False  # a signal no entry explains (identity and pool signals never are)
     source_generations: Optional[Tuple[int, ...]] = None
     # the dicts below are replaced, never changed in place: processes without signals share one
     sourced: Dict[str, str] = field(default_factory=lambda: _NO_SIGNALS)  # from signal sources
@@ -172,8 +177,16 @@ class _Entry:
             self.signals = {**self.sourced, **self.probed, **self.static}  # a static reason wins a tie
         else:
             self.signals = self.static
-        self.strong = not self.allowlisted and not STRONG_SIGNALS.isdisjoint(self.signals)
-        self.weak = not self.allowlisted and not WEAK_SIGNALS.isdisjoint(self.signals)
+        explained = self.explained
+        self.strong = not STRONG_SIGNALS.isdisjoint(self.signals)  # the allowlist never explains these
+        self.weak = any(s in WEAK_SIGNALS and s not in explained for s in self.signals)
+        self.unexplained = any(s not in explained for s in self.signals)
+
+    def explains_all(self, busy_cpu: bool, busy_gpu: bool) -> bool:
+        """An allowlist entry explains everything the process shows now (the exported
+        `allowlisted`, which the CPU, GPU and weak-signal alerts are exempt on)."""
+        return (self.allowlisted is True and not self.unexplained
+                and (not busy_cpu or "busy_cpu" in self.explained) and (not busy_gpu or "busy_gpu" in self.explained))
 
 
 class ProcessTable:
@@ -205,6 +218,8 @@ class ProcessTable:
         self._allow_waiting: Dict[int, _Entry] = {}  # pid -> entry whose allowlist verdict waits for a hash
         self.exe_scans = self._make_exe_scans()
         self.busy_probe = self._make_busy_probe()
+        self._busy_groups = BusyGroups(self.settings.suspect_busy_cores)
+        self._own_pid = os.getpid()
 
     def _make_exe_scans(self):
         # Imported here, for start-up cost: config.py imports this module for its settings, and
@@ -277,6 +292,11 @@ class ProcessTable:
         busy_elsewhere = self._busy_on_devices(min(busy, 1.0))  # a device is at most all busy
         skipped = 0
         probe = self.busy_probe
+        groups = self._busy_groups
+        for pid in busy_elsewhere:  # a GPU miner idles on the CPU: no fast path, the probe must see it
+            entry = entries.get(pid)
+            if entry is not None:
+                entry.view = None
         for pid in self.reader.pids():
             entry = entries.get(pid)
             try:
@@ -315,23 +335,33 @@ class ProcessTable:
             # The busy probe: only processes at or above the busy threshold, at most every
             # interval each (busy_probe.py); an idle process costs this one comparison.
             key = (pid, stat.start_time)
-            if entry.cpu_cores >= busy and probe is not None and not entry.allowlisted and probe.due(key, now):
-                probed = probe.probe(key, entry.facts, stat, now, now)
+            # allowlisted processes too: the probe finds identity signals (content, miner config)
+            # Also below it where the user's or executable's processes add up to it (busy_groups.py).
+            # The exporter's own scrapes are not a throttled miner's share: it never adds up.
+            grouped = busy > entry.cpu_cores >= groups.floor and pid != self._own_pid
+            if grouped:
+                groups.add(entry.facts, entry.cpu_cores)
+                grouped = groups.busy(entry.facts)
+            if ((entry.cpu_cores >= busy or grouped or pid in busy_elsewhere) and probe is not None
+                    and probe.due(key, now)):
+                probed = probe.probe(key, entry.facts, stat, now, now, busy_elsewhere.get(pid))
                 if probed != entry.probed:
                     entry.probed = probed
                     entry.merge()
-            suspect = entry.strong or (entry.weak and (entry.cpu_cores >= busy or pid in busy_elsewhere))
+            suspect = entry.strong or (entry.weak and (entry.cpu_cores >= busy or pid in busy_elsewhere or grouped))
+            allowlisted = entry.explains_all(entry.cpu_cores >= busy, pid in busy_elsewhere)
             view = entry.view
             if (view is None or view.stat is not stat or view.cpu_cores != entry.cpu_cores
-                    or view.signals is not entry.signals or view.suspect != suspect):
+                    or view.signals is not entry.signals or view.suspect != suspect or view.allowlisted != allowlisted):
                 view = entry.view = ProcessView(entry.facts, stat, entry.cpu_cores, entry.signals,
-                                                entry.allowlisted is True, suspect)
+                                                allowlisted, suspect)
             views.append(view)
             if entry.cpu_cores > 0.0:
                 moving.append(view)
             if suspect:
                 suspects.append(view)
         self._entries = alive  # forget processes that ended
+        groups.finish()
         if probe is not None:
             probe.forget(_AliveKeys(alive))
 
@@ -349,11 +379,13 @@ class ProcessTable:
                 self._settle_allowlist(view.pid, entry)
         return Snapshot(views, suspects, top, errors, skipped)
 
-    def _busy_on_devices(self, threshold: float) -> set:
-        """Pids using at least `threshold` of some device (a GPU) in its last reading."""
-        busy = set()
+    def _busy_on_devices(self, threshold: float) -> Dict[int, float]:
+        """Pids using at least `threshold` of some device (a GPU) in its last reading: their share."""
+        busy: Dict[int, float] = {}
         for source in self._busy_sources:
-            busy.update(pid for pid, share in source.busy_shares().items() if share >= threshold)
+            for pid, share in source.busy_shares().items():
+                if share >= threshold and share > busy.get(pid, 0.0):
+                    busy[pid] = share
         return busy
 
     def _log_skipped(self, pid: int, exc: Exception) -> None:
@@ -382,16 +414,17 @@ class ProcessTable:
             static.setdefault(match.signal, match.reason)
         # No hashing here: a `sha256` rule whose other keys match makes this None ("waits for
         # the hash"), settled by the scans once the worker has hashed the file.
-        allowlisted = bool(self.allowlist) and self.allowlist.matches(
-            facts.comm, facts.exe, facts.user, lambda: facts.exe_sha256
-        )
+        explained = self.allowlist.explains(facts.comm, facts.exe, facts.user, lambda: facts.exe_sha256
+                                            ) if self.allowlist else frozenset()
+        allowlisted = None if explained is None else bool(explained)
         # The environment is only needed for matching; do not keep other users' secrets around.
         # The whole command line was matched; what stays for the process's life (the exported,
         # redacted form, the probe's script and config look-ups) is bounded, so a few processes
         # with megabyte command lines cannot grow the exporter's memory.
         facts.environ = None
         facts.argv = tuple(bounded_argv(facts.argv))  # one object, not a list and its item array
-        return _Entry(facts=facts, static=static or _NO_SIGNALS, allowlisted=allowlisted)
+        return _Entry(facts=facts, static=static or _NO_SIGNALS, allowlisted=allowlisted,
+                      explained=explained or frozenset())
 
     def _source_signals(self, facts: ProcFacts) -> Dict[str, str]:
         out: Dict[str, str] = {}
@@ -459,7 +492,8 @@ class ProcessTable:
             return
         self._allow_waiting.pop(pid, None)
         facts = entry.facts
-        entry.allowlisted = bool(self.allowlist.matches(facts.comm, facts.exe, facts.user, lambda: facts.exe_sha256))
+        entry.explained = self.allowlist.explains(facts.comm, facts.exe, facts.user, lambda: facts.exe_sha256) or frozenset()
+        entry.allowlisted = bool(entry.explained)
         entry.merge()
         entry.view = None  # rebuilt by this scan or the next, with the verdict
 

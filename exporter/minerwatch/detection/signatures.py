@@ -21,7 +21,8 @@ from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from minerwatch.host.digests import small_sha256
 from minerwatch.detection.exe_patterns import PatternError, load_pattern_file
-from minerwatch.data import shipped_pool_names
+from minerwatch.data import POOL_PORTS as _POOL_PORTS_FILE
+from minerwatch.data import shipped_lines, shipped_pool_names
 from minerwatch.detection.names import basename as _basename
 from minerwatch.detection.names import norm_name as _norm_name
 from minerwatch.detection.names import may_fold, skeleton
@@ -59,16 +60,16 @@ SIGNALS: dict[str, str] = {
     "wallet_address": "command line passes a cryptocurrency wallet address (Monero, Bitcoin-style, Ethereum)",
     "miner_env": "environment holds miner settings (POOL_URL, POOL_USER, POOL_PASS, DONATE_LEVEL, ...)",
     "av_excluded": "executable or working directory lies under an antivirus exclusion (weak alone)",
-    "pool_connection": "established connection to a known mining pool, or Stratum seen on the wire",
+    "pool_connection": "connection to a mining pool's Stratum endpoint (directly, through a proxy or SOCKS relay), Stratum seen on the wire, or repeated DNS queries for a pool endpoint",
     "exe_deleted": "executable was deleted after start (weak: upgraded daemons do this too)",
     "exe_in_temp_dir": "executable, or the script an interpreter runs, in /tmp, /dev/shm, Downloads or a Windows temp folder (weak)",
     "name_mismatch": "process name differs from the executable name without a benign reason (weak)",
     # Found by the busy probe (busy_probe.py): only for processes at or above suspect_busy_cores.
     "miner_exe_content": "executable (or the script it runs) holds byte patterns of two or more miner families (Stratum methods, algorithms, option tables, banners, donation pools)",
-    "miner_config": "a miner configuration file (pools with url and user, wallet and pool address) in the working directory, beside the executable, named by -c/--config, or open",
+    "miner_config": "a miner configuration file (pool entries with a Stratum-like URL and a mark of mining, or XMRig's shape) in the working directory, beside the executable, in the home folder, named by -c/--config, or open (deleted too)",
     "packed_exe": "executable packed with UPX (weak: a few legitimate tools ship packed)",
-    "miner_behaviour": "keeps cores busy with almost no I/O or context switches, threads equally busy, and one long-lived connection carrying only a trickle (weak)",
-    "randomx_memory": "holds a resident anonymous mapping of RandomX's dataset (2080 MiB) or cache (256 MiB) size while burning CPU flat (weak)",
+    "miner_behaviour": "keeps cores (or a GPU) busy with almost no I/O or context switches, threads equally busy, and a connection with a pool session's rhythm: jobs pushed unasked, shares sent steadily (weak)",
+    "randomx_memory": "a mapping whose own resident size is RandomX's dataset (2080 MiB) or cache (256 MiB), CPU flat, with librandomx mapped or a pool session's rhythm (weak)",
 }
 
 STRONG_SIGNALS: frozenset[str] = frozenset(
@@ -236,6 +237,16 @@ MINING_COINS: frozenset[str] = frozenset(
 # miner option.
 _POOLS = shipped_pool_names()
 POOL_DOMAINS: Tuple[str, ...] = tuple(sorted(_POOLS.domains))
+# The usual Stratum ports (data/pool_ports.txt): a bare host:port pool option counts only on one
+# of them (`--url db:5432 --user app` is a database client, `-o 10.0.0.5:3333 -u w` a miner).
+# The file is shipped and tested (network/pools.py parses it strictly); here only its numbers.
+_POOL_PORTS = frozenset(
+    port
+    for line in shipped_lines(_POOL_PORTS_FILE)
+    if line.split("#", 1)[0].strip()
+    for low, _, high in [line.split("#", 1)[0].strip().partition("-")]
+    for port in range(int(low), int(high or low) + 1)
+)
 
 # Environment variables that mining kits and miner containers set (Datadog's rule plus the
 # common docker-xmrig images). The WALLET* keys count only when the value looks like an address.
@@ -339,7 +350,9 @@ _POOL_SCHEMES_STRICT = frozenset({"ssl", "tls", "tcp", "udp"})
 _HOSTPORT_RE = re.compile(
     r"(?:(?P<scheme>[a-z][a-z0-9+.\-]*)://)?"
     r"(?:[^@/\s]*@)?"
-    r"(?P<host>\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9\-_]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-_]*[a-z0-9])?)+|localhost)"
+    # a single-label name (`-o pool:3333`, from /etc/hosts) only with a port
+    r"(?P<host>\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9\-_]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-_]*[a-z0-9])?)+|localhost"
+    r"|[a-z0-9](?:[a-z0-9\-_]*[a-z0-9])?(?=:\d))"
     r"(?::(?P<port>\d{1,5}))?"
     r"(?:[/?#]\S*)?",
     re.IGNORECASE,
@@ -511,25 +524,55 @@ def _looks_like_address(value: str) -> bool:
     return any(_address_kind(piece, True) for piece in _PIECE_SPLIT_RE.split(value) if len(piece) >= 26)
 
 
+def is_pool_port(port: Optional[int]) -> bool:
+    """True for a usual Stratum port (data/pool_ports.txt); weak evidence alone."""
+    return port is not None and port in _POOL_PORTS
+
+
+def stratum_endpoint(value: str) -> Optional[Tuple[str, str, Optional[int]]]:
+    """(scheme, host, port) of a value a miner could connect to: a stratum*://, tcp://, ssl://,
+    tls:// or udp:// URL or a bare host[:port]. None for anything else: http(s), postgresql://,
+    jdbc:..., redis://, amqp://, ldap://, mongodb://, file paths. Scheme lowercased ('' if none)."""
+    m = _HOSTPORT_RE.fullmatch(value.strip("\"'"))
+    if not m:
+        return None
+    scheme = (m.group("scheme") or "").lower()
+    if scheme and not scheme.startswith("stratum") and scheme not in _POOL_SCHEMES_STRICT:
+        return None
+    port = int(m.group("port")) if m.group("port") else None
+    return scheme, m.group("host"), port
+
+
+def is_wallet_value(value: str) -> bool:
+    """A user or wallet option value that holds a cryptocurrency address (checksummed ones)."""
+    return _looks_like_address(value)
+
+
 def _pool_kind(flag: str, value: str) -> Optional[str]:
-    """Classify an option value as a pool: 'known', 'strict', 'weak' or None."""
+    """Classify an option value as a pool: 'known', 'strict', 'weak' or None.
+
+    'strict' (a pool with a user is a miner) needs a Stratum scheme or a usual pool port: a Java
+    or Go service's `--url db:5432 --user app` is 'weak', counted only with a mining algorithm."""
     value = value.strip("\"'")
     m = _HOSTPORT_RE.fullmatch(value)
     if not m:
         return None
     scheme = (m.group("scheme") or "").lower()
-    host = m.group("host")
     if scheme in ("http", "https"):
         return "weak"  # getwork is dead; also pool web sites and their APIs (curl --url ...)
-    if scheme and not scheme.startswith("stratum") and scheme not in _POOL_SCHEMES_STRICT:
+    endpoint = stratum_endpoint(value)
+    if endpoint is None:
         return None
+    scheme, host, port = endpoint
     if is_pool_host(host):
         return "known"
     if scheme.startswith("stratum"):
         return "strict"
     if flag in _SERVER_FLAGS:
         return "weak"
-    return "strict" if m.group("port") else None
+    if is_pool_port(port):
+        return "strict"
+    return "weak" if port is not None else None
 
 
 def _pool_shown(flag: str, value: str) -> str:

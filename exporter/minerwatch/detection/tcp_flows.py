@@ -2,9 +2,9 @@
 
 A NETLINK_SOCK_DIAG dump per address family asking for INET_DIAG_INFO (struct tcp_info): what
 `ss -ti` shows, through network/sockets.py's netlink reader. Used by the behaviour check
-(behaviour.py) to see that a busy process's one long-lived connection carries only a trickle of
-small messages, which is how a miner talks to its pool even through TLS; no packet capture is
-needed. The busy probe asks only for the sockets of the process it probes (`wanted`): the kernel
+(behaviour.py) to see that a busy process's connections carry only a trickle of small messages,
+and which side speaks first (pool_rhythm.py: jobs pushed unasked, shares answered at once), which
+is how a miner talks to its pool even through TLS; no packet capture is needed. The busy probe asks only for the sockets of the process it probes (`wanted`): the kernel
 still fills tcp_info for every established socket, but Python reads one inode per socket and
 parses and keeps only the wanted ones (at 4,000 sockets about 25 ms a dump parsed whole).
 """

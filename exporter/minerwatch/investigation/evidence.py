@@ -1,12 +1,14 @@
-"""`minerwatch evidence`: one bundle per suspect process, for investigators, and its verification.
+"""`minerwatch evidence`: one bundle per suspect process, for investigators.
 
 A bundle is a directory holding `evidence.json` (the host, the process, its executable, network
-connections, GPU use, antivirus exclusions, the signals it matched), optionally a copy of the
-executable and of the miner configuration files it has open or in its working directory, and
-`MANIFEST.json`: the sha256 of every file and a hash of the manifest itself. `verify` recomputes
-them, so a change after collection is detectable; a deliberate one, files and manifest rewritten
-together, only against the manifest's hash printed at collection and kept elsewhere (the case
-ticket), and `verify` says which of the two it checked.
+connections, GPU use, antivirus exclusions, the signals it matched), `SUMMARY.txt` (the same in
+words, in Kazakh, Russian or English: `--lang`), optionally a copy of the executable and of the
+miner configuration files it has open or in its working directory (a file counts as one only if
+`miner_config.classify`, the detector's own test, says so), and `MANIFEST.json`: the sha256 of
+every file and a hash of the manifest itself (bundles.py writes it). The sha256 of MANIFEST.json
+is printed and appended to the host's record file (custody.py), which the exporter passes on to
+Prometheus; `evidence verify` (verification.py) checks a bundle or a directory of them, against
+that hash when given it.
 
 Collection only reads: /proc files, readlinks, the executable through /proc/PID/exe. It never
 signals, traces or stops the process. Every string from the host goes through `host_text`. The
@@ -17,59 +19,42 @@ bundle is written into a locked `.partial-*` directory and renamed when whole; s
 the per-process deadline remove it (`interrupts`), and a run removes those of runs that were
 killed outright.
 """
-
 from __future__ import annotations
 
 import datetime as dt
-import errno
-import hashlib
-import json
 import os
 import platform
 import re
-import secrets
 import socket
 import stat as stat_module
-import tempfile
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import click
 
 from minerwatch import __version__
 from minerwatch.detection.allowlist import MAX_HASHED_BYTES
-from minerwatch.options import FiniteFloatRange
-from minerwatch.host.files import BoundedRead, NotRegularFile, open_regular, read_regular
-from minerwatch.investigation.interrupts import Stopped, TimedOut, deadline, end_by, shielded, stop_signals_raise
+from minerwatch.detection.miner_config import classify
+from minerwatch.options import FiniteFloatRange, state_dir_option
+from minerwatch.host.files import BoundedRead, open_regular, read_regular  # noqa: F401 - read_regular: tests
+from minerwatch.investigation import custody
+from minerwatch.investigation.bundles import (  # noqa: F401 - the names report.py and tests use here
+    EXECUTABLE, FORMAT, MANIFEST, failure_reason as _reason, manifest_digest, sha256_file, sweep_partials,
+    write_atomic as _write_atomic, write_bundle)
+from minerwatch.investigation.interrupts import Stopped, TimedOut, deadline, end_by, stop_signals_raise
+from minerwatch.investigation.verification import check, verify, verify_command  # noqa: F401
 from minerwatch.text import host_text
 
-try:
-    import fcntl
-except ImportError:  # Windows: bundles being written are not locked, nor swept after a kill
-    fcntl = None
-
-FORMAT = "minerwatch-evidence/1"
-DOCUMENT = "evidence.json"
-MANIFEST = "MANIFEST.json"
-EXECUTABLE = "executable"
 FILES_DIR = "files"
+SUMMARY = "SUMMARY.txt"  # the collected facts in words, for people (evidence_summary.py)
 MAX_CONFIG_BYTES = 1 << 20  # a miner config is a few KiB; a bigger file is copied this far
 MAX_CONFIG_FILES = 16  # configs copied per process: decoys must not fill the disk
 MAX_EXECUTABLE_BYTES = MAX_HASHED_BYTES  # only a hashed executable is copied; one that grew is cut
 MAX_ENVIRON_BYTES = 8 << 20  # the kernel caps argv and environment together at 6 MiB
-MAX_MANIFEST_BYTES = 64 << 20
 MAX_CWD_ENTRIES = 512  # a working directory with more is not searched further
 MAX_CHAIN = 64  # ppid chain steps; a loop is impossible in procfs, a bound is cheap
 MAX_OPEN_FILES = 4096
-# What makes a file a miner's configuration: XMRig's JSON ("pools", "donate-level", "algo"),
-# Stratum URLs in any format, the common wallet/coin keys of other miners' configs.
-CONFIG_MARKERS = re.compile(
-    rb'stratum\d?\+(?:tcp|ssl|tls|udp)://|"pools"\s*:|donate[-_]level|"(?:algo|coin|wallet|rig-id)"\s*:'
-    rb"|\bnicehash\b|\bpool[_-]?(?:url|address)\b",
-    re.IGNORECASE,
-)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-PARTIAL = ".partial-"  # a bundle being written; renamed when whole
 DEFAULT_TIMEOUT = 120.0
 
 
@@ -77,32 +62,13 @@ class EvidenceError(Exception):
     """The process cannot be collected at all (gone, no such pid)."""
 
 
-# -- time and hashes -------------------------------------------------------------------------------
+# -- time -------------------------------------------------------------------------------------------
 
 
 def utc(epoch: Optional[float]) -> Optional[str]:
     if epoch is None:
         return None
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str) -> str:
-    """sha256 of a file in a bundle: a regular file, not a link (a bundle holds neither)."""
-    h = hashlib.sha256()
-    with open_regular(path, follow=False) as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _reason(exc: OSError) -> str:
-    if isinstance(exc, NotRegularFile):
-        return "not_regular_file"
-    return {13: "permission", 1: "permission", 2: "vanished", 3: "vanished"}.get(exc.errno or 0, "io")
 
 
 # -- reading what the process table does not keep --------------------------------------------------
@@ -268,6 +234,7 @@ class HostFile:
     data: Optional[bytes] = None
     size_seen: int = 0
     truncated: bool = False
+    why: str = ""  # for a configuration: what made it one (miner_config.classify)
 
     def chunks(self):
         if self.data is not None:
@@ -333,7 +300,8 @@ def collect(context, view, collectors, copy_exe: bool, rootfs: str = "/") -> Col
         name = f"{FILES_DIR}/{n + 1:02d}-{_SAFE_NAME.sub('_', os.path.basename(shown))[:80] or 'file'}"
         copies[name] = source
         configs.append({"path": shown, "copy": name, "size_bytes": source.size_seen,
-                        "copied_bytes": len(source.data), "truncated": source.truncated})
+                        "copied_bytes": len(source.data), "truncated": source.truncated,
+                        "why": host_text(source.why, 512)})
 
     document = {
         "format": FORMAT,
@@ -389,9 +357,10 @@ def find_configs(reads: Reads, cwd: str, exe_path: str) -> Tuple[List[Tuple[Host
                 data = reader.read()
         except OSError:  # gone, unreadable, or not a regular file (a FIFO, a device) now
             continue
-        if CONFIG_MARKERS.search(data):
+        why = classify(data.decode("utf-8", "replace"))  # the detector's own test, and only it
+        if why:
             found.append((HostFile(source, MAX_CONFIG_BYTES, data=data, size_seen=reader.size_seen,
-                                   truncated=reader.truncated), shown))
+                                   truncated=reader.truncated, why=why), shown))
     return found, False
 
 
@@ -479,208 +448,6 @@ def antivirus_evidence(context, facts) -> List[dict]:
 # -- writing and verifying -------------------------------------------------------------------------
 
 
-def _write_atomic(path: str, chunks) -> Tuple[str, int]:
-    """Write to a temporary file beside `path`, fsync, rename: never a half-written file."""
-    h, size = hashlib.sha256(), 0
-    fd, tmp = tempfile.mkstemp(prefix=".partial-", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                h.update(chunk)
-                size += len(chunk)
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return h.hexdigest(), size
-
-
-def manifest_digest(manifest: dict) -> str:
-    """sha256 of the manifest's canonical JSON without its own hash field."""
-    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
-    return sha256_bytes(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
-
-
-def write_bundle(out_dir: str, collected: Collected) -> Tuple[str, str]:
-    """Write one bundle under `out_dir`; returns (bundle path, sha256 of MANIFEST.json).
-
-    The bundle is assembled in a locked `.partial-*` directory and renamed into place when
-    complete, so a bundle under its final name is always whole; whatever stops the writing (an
-    error, a stop signal, the deadline) removes the `.partial-*` directory on its way out."""
-    os.makedirs(out_dir, exist_ok=True)
-    sweep_partials(out_dir)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    final = os.path.join(out_dir, f"{stamp}-pid{collected.pid}")
-    work = os.path.join(out_dir, PARTIAL + secrets.token_hex(8))  # named first: removable from the start
-    lock = None
-    try:
-        lock = _claim(work)
-        files = []
-        document = collected.document
-        for name, source in collected.copies.items():
-            target = os.path.join(work, name)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            try:
-                digest, size = _write_atomic(target, source.chunks())
-            except OSError as exc:  # the process exited, or the file went, between find and copy
-                document["unreadable"][f"copy:{name}"] = _reason(exc)
-                continue
-            files.append({"path": name, "sha256": digest, "size_bytes": size,
-                          "source_size_bytes": source.size_seen, "truncated": source.truncated})
-        if EXECUTABLE in collected.copies:
-            copied = next((f for f in files if f["path"] == EXECUTABLE), None)
-            document["executable"]["copy_sha256_matches"] = bool(copied) and copied["sha256"] == document[
-                "executable"]["sha256"]
-            document["executable"]["copy_truncated"] = bool(copied) and copied["truncated"]
-        text = json.dumps(document, indent=2, sort_keys=False, ensure_ascii=False).encode() + b"\n"
-        digest, size = _write_atomic(os.path.join(work, DOCUMENT), [text])
-        files.insert(0, {"path": DOCUMENT, "sha256": digest, "size_bytes": size})
-        manifest = {"format": FORMAT, "created": document["collected_at"], "files": files}
-        manifest["manifest_sha256"] = manifest_digest(manifest)
-        body = json.dumps(manifest, indent=2).encode() + b"\n"
-        manifest_file_sha, _ = _write_atomic(os.path.join(work, MANIFEST), [body])
-        os.chmod(work, 0o755)
-        os.rename(work, final)
-    except BaseException:
-        with shielded():
-            _remove_tree(work)
-        raise
-    finally:
-        if lock is not None:
-            os.close(lock)
-    return final, manifest_file_sha
-
-
-def _claim(work: str) -> Optional[int]:
-    """Create the `.partial-*` directory and hold an flock on it while the bundle is written, so
-    that another run's `sweep_partials` leaves it alone; the descriptor holding the lock."""
-    os.mkdir(work, 0o700)
-    if fcntl is None:
-        return None
-    fd = os.open(work, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:  # another run's sweep took it in the instant between mkdir and flock
-        os.close(fd)
-        raise OSError(errno.EBUSY, "removed by another run as it was created", work)
-    except OSError:  # no locks on this filesystem (some network ones): no sweep removes it either
-        pass
-    if os.fstat(fd).st_nlink == 0:
-        os.close(fd)
-        raise OSError(errno.EBUSY, "removed by another run as it was created", work)
-    return fd
-
-
-def sweep_partials(out_dir: str) -> None:
-    """Remove the `.partial-*` directories that runs killed outright (SIGKILL, a power cut) left
-    in `out_dir`: those no running collection holds locked. Without flock (Windows), none."""
-    if fcntl is None:
-        return
-    try:
-        with os.scandir(out_dir) as entries:
-            left = [e.path for e in entries if e.name.startswith(PARTIAL) and e.is_dir(follow_symlinks=False)]
-    except OSError:
-        return
-    for path in left:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # a collection running now holds it, or this filesystem has no locks
-            continue
-        else:
-            _remove_tree(path)
-        finally:
-            os.close(fd)
-
-
-def _remove_tree(path: str) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _read_manifest(path: str) -> bytes:
-    with open_regular(path, follow=False) as f:
-        reader = BoundedRead(f, MAX_MANIFEST_BYTES)
-        raw = reader.read()
-    if reader.truncated:
-        raise OSError(errno.EFBIG, f"larger than {MAX_MANIFEST_BYTES} bytes, which no manifest is", path)
-    return raw
-
-
-@dataclass
-class Verdict:
-    """What `check` found: problems (one line each, naming the file; none when intact), the
-    sha256 of MANIFEST.json as read, and notes on copies cut at collection."""
-
-    problems: List[str]
-    manifest_sha256: str = ""
-    notes: List[str] = field(default_factory=list)
-
-
-def verify(bundle: str, manifest_sha256: Optional[str] = None) -> List[str]:
-    """Problems found in a bundle, one line each naming the file; [] when it is intact."""
-    return check(bundle, manifest_sha256).problems
-
-
-def check(bundle: str, manifest_sha256: Optional[str] = None) -> Verdict:
-    """Every file against the manifest, the manifest against its own hash and, when given, against
-    `manifest_sha256`, the hash recorded at collection. Names from the bundle are escaped: a
-    bundle can be tampered with."""
-    manifest_path = os.path.join(bundle, MANIFEST)
-    try:
-        raw = _read_manifest(manifest_path)
-    except OSError as exc:
-        return Verdict([f"{manifest_path}: cannot read: {exc.strerror}"])
-    verdict = Verdict([], sha256_bytes(raw))
-    problems = verdict.problems
-    if manifest_sha256 and verdict.manifest_sha256 != manifest_sha256.lower():
-        problems.append(f"{manifest_path}: sha256 {verdict.manifest_sha256} is not the one recorded at collection")
-    try:
-        manifest = json.loads(raw)
-        entries = list(manifest["files"])
-        listed = {entry["path"]: entry["sha256"] for entry in entries}
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in listed.items()):
-            raise TypeError("paths and hashes are strings")
-    except (ValueError, KeyError, TypeError, RecursionError):
-        problems.append(f"{manifest_path}: not a minerwatch evidence manifest")
-        return verdict
-    if manifest.get("manifest_sha256") != manifest_digest(manifest):
-        problems.append(f"{manifest_path}: its own hash does not match its contents (the manifest was edited)")
-    for name, expected in sorted(listed.items()):
-        parts = name.split("/")
-        shown = os.path.join(bundle, host_text(name, 256))
-        if name.startswith("/") or ".." in parts or "" in parts:
-            problems.append(f"{manifest_path}: lists a path outside the bundle: {host_text(name, 256)}")
-            continue
-        try:
-            actual = sha256_file(os.path.join(bundle, *parts))
-        except OSError as exc:
-            problems.append(f"{shown}: missing or unreadable ({exc.strerror})")
-            continue
-        if actual != expected:
-            problems.append(f"{shown}: sha256 {actual} differs from the manifest's {host_text(expected, 64)}")
-    for root, dirs, names in os.walk(bundle):
-        for name in names:
-            rel = os.path.relpath(os.path.join(root, name), bundle).replace(os.sep, "/")
-            if rel != MANIFEST and rel not in listed:
-                problems.append(f"{os.path.join(bundle, host_text(rel, 512))}: not in the manifest (added later)")
-    for entry in entries:
-        if isinstance(entry, dict) and entry.get("truncated") is True:
-            verdict.notes.append(
-                f"{os.path.join(bundle, host_text(entry['path'], 256))}: holds the first "
-                f"{host_text(str(entry.get('size_bytes')), 32)} bytes only; the file held "
-                f"{host_text(str(entry.get('source_size_bytes')), 32)} at collection")
-    return verdict
-
-
 # -- command line ----------------------------------------------------------------------------------
 
 
@@ -715,10 +482,14 @@ def _build(procfs: str, sysfs: str, config_file: Optional[str], reader: str):
               help="Root of the host's filesystem (for /etc/machine-id).")
 @click.option("--process.reader", "reader", type=click.Choice(["auto", "procfs", "psutil"]), default="auto",
               show_default=True, help="How processes are read: /proc directly (Linux) or psutil (any OS).")
+@click.option("--lang", type=click.Choice(["kk", "ru", "en"]),
+              help=f"Language of the bundle's {SUMMARY} for people (default: from LC_ALL/LC_MESSAGES/LANG, else en).")
+@state_dir_option
 @click.pass_context
 def evidence(ctx, pids, all_suspects, out_dir, copy_exe, interval, timeout, config_file, procfs, sysfs, rootfs,
-             reader):
-    """Write an evidence bundle per process (read only: no kill); `evidence verify DIR` checks one."""
+             reader, lang, state_dir):
+    """Write an evidence bundle per process (read only: no kill); `evidence verify DIR` checks one, or all
+    under DIR."""
     if ctx.invoked_subcommand is not None:
         if pids or all_suspects or out_dir:
             raise click.UsageError("--pid, --all-suspects and --out belong to `evidence`, not its subcommands")
@@ -730,7 +501,8 @@ def evidence(ctx, pids, all_suspects, out_dir, copy_exe, interval, timeout, conf
     with stop_signals_raise():
         try:
             failed = _collect_all(pids, all_suspects, out_dir, copy_exe, interval, timeout,
-                                  (procfs, sysfs, config_file, reader), rootfs)
+                                  (procfs, sysfs, config_file, reader), rootfs,
+                                  Recording(state_dir or custody.default_state_dir(rootfs), summariser(lang)))
         except Stopped as exc:
             click.echo(f"minerwatch: error: stopped by {exc.name}: no bundle left half written", err=True)
             end_by(exc)
@@ -738,7 +510,45 @@ def evidence(ctx, pids, all_suspects, out_dir, copy_exe, interval, timeout, conf
         ctx.exit(1)
 
 
-def _collect_all(pids, all_suspects, out_dir, copy_exe, interval, timeout, build_args, rootfs) -> int:
+@dataclass
+class Recording:
+    """What is done with each bundle beyond writing it: its summary for people (None: none),
+    and its record in the state directory."""
+
+    state_dir: str
+    summarise: Optional[Callable[[dict], Optional[Tuple[str, bytes]]]] = None
+    recorded_in: str = ""
+    problem: str = ""
+
+    def record(self, pid: int, bundle: str, digest: str, collected_at: Optional[str]) -> None:
+        when = dt.datetime.fromisoformat(collected_at.replace("Z", "+00:00")).timestamp() if collected_at else \
+            dt.datetime.now(dt.timezone.utc).timestamp()
+        try:
+            self.recorded_in = custody.append(self.state_dir, custody.Record(when, pid, os.path.abspath(bundle),
+                                                                             digest))
+        except OSError as exc:  # not root, a read-only disk: the bundle stands, the record is said missing
+            self.problem = host_text(str(exc), 1024)
+            click.echo(f"minerwatch: warning: {bundle}: not recorded in {custody.records_path(self.state_dir)}: "
+                       f"{self.problem}", err=True)
+
+
+def summariser(lang: Optional[str]):
+    """The summary for people written into each bundle, in `lang`; None where the summary module
+    is not installed (the bundle is whole without it)."""
+    try:
+        from minerwatch.investigation import evidence_summary, i18n  # here: `verify` never needs them
+    except ImportError:
+        return None
+    chosen = i18n.resolve_lang(lang)
+
+    def summarise(document: dict) -> Tuple[str, bytes]:
+        return SUMMARY, evidence_summary.render(document, chosen).encode("utf-8")
+
+    return summarise
+
+
+def _collect_all(pids, all_suspects, out_dir, copy_exe, interval, timeout, build_args, rootfs,
+                 recording: Recording) -> int:
     """Write the bundles; how many processes got none (an error or the deadline, said on stderr)."""
     from minerwatch.investigation import scan as scan_module  # here: as in _build
 
@@ -762,7 +572,7 @@ def _collect_all(pids, all_suspects, out_dir, copy_exe, interval, timeout, build
             try:
                 with deadline(timeout):
                     collected = collect(context, view, collectors, copy_exe, rootfs)
-                    bundle, digest = write_bundle(out_dir, collected)
+                    bundle, digest = write_bundle(out_dir, collected, recording.summarise)
             except TimedOut:
                 click.echo(f"minerwatch: error: {who}: no bundle: collecting took longer than {timeout:g} s "
                            "(--timeout)", err=True)
@@ -773,6 +583,7 @@ def _collect_all(pids, all_suspects, out_dir, copy_exe, interval, timeout, build
                 failed += 1
                 continue
             written += 1
+            recording.record(view.pid, bundle, digest, collected.document.get("collected_at"))
             click.echo(f"{who}: {bundle}  manifest sha256 {digest}")
             for name, source in collected.copies.items():
                 if source.truncated:
@@ -783,32 +594,10 @@ def _collect_all(pids, all_suspects, out_dir, copy_exe, interval, timeout, build
     if written:
         click.echo("Keep each manifest sha256 off this host (the case ticket): only `minerwatch evidence verify "
                    "BUNDLE --manifest-sha256 SHA256` shows a bundle unchanged since collection.")
+        if recording.recorded_in and not recording.problem:
+            click.echo(f"Recorded in {recording.recorded_in}: the exporter passes the sha256 to Prometheus "
+                       "(minerwatch_evidence_bundle_info), which keeps it off this host.")
     return failed
 
 
-@evidence.command("verify")
-@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
-@click.option("--manifest-sha256", help="sha256 of MANIFEST.json printed at collection, kept off the host.")
-@click.pass_context
-def verify_command(ctx, bundle, manifest_sha256):
-    """Check a bundle against its manifest: exit 0 every file matches, 1 one did not (named).
-    Without --manifest-sha256 (printed at collection) only internal consistency is checked: files
-    and manifest rewritten together pass."""
-    if manifest_sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", manifest_sha256):
-        raise click.BadParameter("must be 64 hexadecimal digits", param_hint="'--manifest-sha256'")
-    verdict = check(bundle, manifest_sha256)
-    if verdict.problems:
-        for line in verdict.problems:
-            click.echo(f"FAILED {line}")
-        ctx.exit(1)
-    digest = verdict.manifest_sha256
-    if manifest_sha256:
-        click.echo(f"OK {bundle}: every file matches {MANIFEST}, whose sha256 {digest} is the one recorded "
-                   "at collection")
-    else:
-        click.echo(f"OK {bundle}: every file matches {MANIFEST} (sha256 {digest}): internal consistency only")
-        click.echo(f"NOT CHECKED {MANIFEST} against the sha256 recorded at collection: files and manifest "
-                   f"rewritten together pass the check above. Compare {digest} with the sha256 printed at "
-                   "collection, or run again with --manifest-sha256 <that sha256>")
-    for note in verdict.notes:
-        click.echo(f"NOTE {note}")
+evidence.add_command(verify_command)  # verification.py: one bundle, or every bundle under a directory

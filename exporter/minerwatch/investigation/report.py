@@ -24,7 +24,9 @@ series are left out of every total, and the report lists them (`left_out`).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -37,6 +39,7 @@ import click
 
 from minerwatch import __version__
 from minerwatch.options import FiniteFloatRange
+from minerwatch.investigation.i18n import LANGS, resolve_lang
 from minerwatch.investigation.report_prometheus import (DEFAULT_TIMEOUT_SECONDS, MAX_SAMPLE_VALUE, Labels, Prometheus,
                                           ReportError, Samples, chunks, selector)
 from minerwatch.text import host_text
@@ -55,6 +58,7 @@ DEFAULT_WATTS_PER_CORE = 10.0
 DEFAULT_TARIFF_KZT_PER_KWH = 75.42
 TARIFF_SOURCE = ("budget-financed organisations, Kostanay region, from 2025-01-01, with VAT "
                  "(regional supplier's published price; not verified against the regulator)")
+MAX_TARIFF = 100000.0  # tenge per kWh: over a thousand times any published tariff
 JOULES_PER_KWH = 3.6e6
 LAST_TIME = 4102444800.0  # 2100-01-01T00:00:00Z: later (or inf, from now-1e400d) is a typing error
 LEFT_OUT_LISTED = 100  # series named in the report's list of left-out samples; the rest counted
@@ -237,7 +241,7 @@ class Settings:
     pid: Optional[int] = None
     office: OfficeHours = field(default_factory=OfficeHours)
     watts_per_core: float = DEFAULT_WATTS_PER_CORE
-    tariff: float = DEFAULT_TARIFF_KZT_PER_KWH
+    tariff: Optional[float] = None  # None: the host's site's tariff in Prometheus, else the fleet's, else built in
 
 
 QUERIES = {
@@ -248,8 +252,19 @@ QUERIES = {
     "gpu_energy": "minerwatch_gpu_process_energy_joules_total",
     "gpu_power": "minerwatch_gpu_power_watts",
     "pools": "minerwatch_network_pool_connection_info",
+    "bundles": "minerwatch_evidence_bundle_info",
+    "bundle_times": "minerwatch_evidence_bundle_timestamp_seconds",
     "alerts": "ALERTS",
 }
+# The tariff when --energy.tariff is not given: the host's site's (its targets' `site` label),
+# else the fleet's, as the rules record them (rules/src/energy.yml), else DEFAULT_TARIFF_KZT_PER_KWH.
+SITE_TARIFF = "site:minerwatch_energy_tariff_tenge_per_kwh:config"
+FLEET_TARIFF = "fleet:minerwatch_energy_tariff_tenge_per_kwh:config"
+
+
+def tariff_queries(settings: Settings) -> int:
+    """Series kinds read for the tariff: none when given, else the site's (if known) and the fleet's."""
+    return 0 if settings.tariff is not None else 2
 
 
 def fetch(settings: Settings, client: Prometheus, progress_bar=None) -> Dict[str, Dict[Labels, Samples]]:
@@ -262,7 +277,8 @@ def fetch(settings: Settings, client: Prometheus, progress_bar=None) -> Dict[str
         raise ReportError(f"--instance: no minerwatch series for instance=\"{host_text(settings.instance, 128)}\" "
                           f"between {iso(start)} and {iso(end)}{hint}")
     step = progress_bar.update if progress_bar is not None else (lambda n: None)
-    out = {}
+    out = {"site": sorted({s["site"] for s in known if isinstance(s, dict) and isinstance(s.get("site"), str)
+                           and s["site"]})}
     for key, name in QUERIES.items():
         labels = {"instance": settings.instance}
         if key == "alerts":
@@ -275,13 +291,64 @@ def fetch(settings: Settings, client: Prometheus, progress_bar=None) -> Dict[str
         if not out["cpu"] and not out["info"]:
             raise ReportError(f"--pid: no series for pid {settings.pid} on {host_text(settings.instance, 128)} "
                               f"between {iso(start)} and {iso(end)}")
+    if settings.tariff is None:
+        site = out["site"][0] if len(out["site"]) == 1 else None  # a host in two sites names none
+        out["site_tariff"] = {}
+        if site is not None:
+            out["site_tariff"] = client.raw(selector(SITE_TARIFF, site=site), start, end, progress=lambda: step(1))
+        else:
+            step(chunks(start, end))
+        out["fleet_tariff"] = client.raw(selector(FLEET_TARIFF), start, end, progress=lambda: step(1))
     return out
+
+
+def choose_tariff(settings: Settings, data: dict) -> dict:
+    """The tariff the costs are counted at, and where it came from: --energy.tariff, the host's
+    site's recorded tariff, the fleet's, or the built-in one. Of recorded tariffs, the series
+    sampled last in the period (a tariff that changed within it: the one in force at its end)."""
+    site = data.get("site") or []
+    base = {"site": host_text(site[0], 128) if len(site) == 1 else None, "source": None, "valid_from": None}
+    if settings.tariff is not None:
+        return {**base, "tenge_per_kwh": settings.tariff, "from": "option"}
+    for key, origin in (("site_tariff", "site"), ("fleet_tariff", "fleet")):
+        # what --energy.tariff would accept; another figure is no tariff (a broken rule or server)
+        series = {k: v for k, v in (data.get(key) or {}).items() if 0 < v[-1][1] <= MAX_TARIFF}
+        if series:
+            labels, samples = max(series.items(), key=lambda kv: (kv[1][-1][0], dict(kv[0]).get("valid_from", "")))
+            d = dict(labels)
+            return {**base, "tenge_per_kwh": samples[-1][1], "from": origin,
+                    "source": host_text(d["source"], 512) if d.get("source") else None,
+                    "valid_from": host_text(d["valid_from"], 64) if d.get("valid_from") else None}
+    return {**base, "tenge_per_kwh": DEFAULT_TARIFF_KZT_PER_KWH, "from": "built-in", "source": TARIFF_SOURCE,
+            "valid_from": "2025-01-01"}
+
+
+def evidence_bundles(data: dict) -> List[dict]:
+    """Evidence bundles the exporter recorded for the host (and pid) in the period: each by the
+    hash of its manifest, with its collection time (the timestamp series' last value)."""
+    found: Dict[Tuple[str, str], dict] = {}
+    for key in ("bundles", "bundle_times"):
+        for labels, samples in (data.get(key) or {}).items():
+            d = dict(labels)
+            sha = host_text(d.get("manifest_sha256", ""), 64)
+            pid = host_text(d.get("pid", ""), 16)
+            entry = found.setdefault((pid, sha), {"pid": pid, "manifest_sha256": sha, "collected_at": None,
+                                                  "recorded_from": iso(samples[0][0]),
+                                                  "recorded_to": iso(samples[-1][0])})
+            entry["recorded_from"] = min(entry["recorded_from"], iso(samples[0][0]))
+            entry["recorded_to"] = max(entry["recorded_to"], iso(samples[-1][0]))
+            if key == "bundle_times" and samples[-1][1] <= LAST_TIME:
+                entry["collected_at"] = iso(samples[-1][1])
+    return sorted(found.values(), key=lambda b: (b["collected_at"] or b["recorded_from"], b["pid"],
+                                                 b["manifest_sha256"]))
 
 
 def build(settings: Settings, data: Dict[str, Dict[Labels, Samples]], generated: float,
           left_out: Optional[Dict[Tuple[str, Labels], List[int]]] = None) -> dict:
     """The report's document; `left_out` is Prometheus.left_out: samples no total includes."""
     office, bucket = settings.office, bucket_seconds(settings.end - settings.start)
+    tariff = choose_tariff(settings, data)
+    settings = dataclasses.replace(settings, tariff=tariff["tenge_per_kwh"])
     processes: Dict[str, dict] = {}
 
     def proc(labels: Labels) -> dict:
@@ -373,6 +440,8 @@ def build(settings: Settings, data: Dict[str, Dict[Labels, Samples]], generated:
         "bucket_seconds": bucket,
         "processes": rows,
         "alerts": alerts,
+        "evidence_bundles": evidence_bundles(data),
+        "tariff": tariff,
         "totals": {
             "cpu_core_hours": totals["cpu"].total / 3600,
             "cpu_core_hours_office": totals["cpu"].office / 3600,
@@ -389,7 +458,7 @@ def build(settings: Settings, data: Dict[str, Dict[Labels, Samples]], generated:
             "cpu_cores": _series(totals["cpu"], bucket),
             "gpu_share": _series(totals["gpu"], bucket),
         },
-        "method": method_text(settings),
+        "method": method_text(settings, tariff),
         "left_out": left_out_section(left_out or {}),
     }
 
@@ -428,18 +497,23 @@ def _process_row(e: dict, settings: Settings) -> dict:
         cpu_joules, cpu_office = e["cpu_energy"].total, e["cpu_energy"].office
         cpu_method = "exporter's minerwatch_process_energy_joules_total (method " + \
             ",".join(sorted(e["cpu_energy_methods"])) + ")"
+        cpu_kind = "exporter"
     else:
         cpu_joules, cpu_office = cpu.total * settings.watts_per_core, cpu.office * settings.watts_per_core
         cpu_method = f"estimated: CPU core-seconds x {settings.watts_per_core:g} W per core"
+        cpu_kind = "estimated"
     if e["gpu_energy_measured"]:
         gpu_joules, gpu_office = e["gpu_energy"].total, e["gpu_energy"].office
         gpu_method = "exporter's minerwatch_gpu_process_energy_joules_total (NVML energy counter)"
+        gpu_kind = "exporter"
     elif "gpu_estimate" in e:
         gpu_joules, gpu_office = e["gpu_estimate"].total, e["gpu_estimate"].office
         gpu_method = "estimated: the process's share of GPU time x the board's measured power"
+        gpu_kind = "estimated"
     else:
         gpu_joules = gpu_office = 0.0
         gpu_method = "no GPU use recorded" if not gpu.total else "GPU use without board power: not counted"
+        gpu_kind = "none" if not gpu.total else "no_power"
     kwh = (cpu_joules + gpu_joules) / JOULES_PER_KWH
     kwh_office = (cpu_office + gpu_office) / JOULES_PER_KWH
     seen = e["seen"]
@@ -460,6 +534,9 @@ def _process_row(e: dict, settings: Settings) -> dict:
                 "gpu_hours_off_hours": gpu.off_hours / 3600},
         "energy": {"kwh": kwh, "kwh_office_hours": kwh_office, "kwh_off_hours": kwh - kwh_office,
                    "cpu_method": cpu_method, "gpu_method": gpu_method,
+                   # the same as kinds, for pages in other languages (report_html.py)
+                   "cpu_method_kind": cpu_kind, "cpu_energy_methods": sorted(e["cpu_energy_methods"]),
+                   "gpu_method_kind": gpu_kind,
                    "tenge": kwh * settings.tariff},
     }
 
@@ -475,7 +552,15 @@ def intervals(times: Iterable[float], gap: float = MAX_HOLD_SECONDS) -> List[Tup
     return [(a, b) for a, b in out]
 
 
-def method_text(settings: Settings) -> dict:
+def tariff_text(tariff: dict) -> str:
+    origin = {"option": "given with --energy.tariff", "site": f"the tariff of site {tariff['site']} in Prometheus",
+              "fleet": "the fleet's tariff in Prometheus", "built-in": "built-in default"}[tariff["from"]]
+    details = [x for x in (tariff.get("source"), tariff.get("valid_from") and f"valid from {tariff['valid_from']}")
+               if x]
+    return origin + (": " + ", ".join(details) if details else "")
+
+
+def method_text(settings: Settings, tariff: dict) -> dict:
     return {
         "measured": [
             "CPU time: growth of minerwatch_process_cpu_seconds_total between consecutive samples "
@@ -495,8 +580,7 @@ def method_text(settings: Settings) -> dict:
             "as the Core i5-12400 has 6 cores, 10.8 W each, rounded down).",
             "GPU energy, where the exporter has no per-process energy counter: the process's share "
             "of GPU time x the board power the GPU reported (minerwatch_gpu_power_watts).",
-            f"Cost: kWh x {settings.tariff:g} tenge per kWh"
-            + (f" (default: {TARIFF_SOURCE})." if settings.tariff == DEFAULT_TARIFF_KZT_PER_KWH else " (given)."),
+            f"Cost: kWh x {settings.tariff:g} tenge per kWh ({tariff_text(tariff)}).",
         ],
         "watts_per_core": settings.watts_per_core,
         "tariff_kzt_per_kwh": settings.tariff,
@@ -528,8 +612,9 @@ def _days(text: str) -> Tuple[int, ...]:
 # tariff over a thousand times any published one.
 @click.option("--energy.watts-per-core", "watts", type=FiniteFloatRange(0, 1000), default=DEFAULT_WATTS_PER_CORE,
               show_default=True, help="Watts one busy CPU core draws, for the CPU energy estimate.")
-@click.option("--energy.tariff", "tariff", type=FiniteFloatRange(0, 100000), default=DEFAULT_TARIFF_KZT_PER_KWH,
-              show_default=True, help="Tenge per kWh.")
+@click.option("--energy.tariff", "tariff", type=FiniteFloatRange(0, MAX_TARIFF), default=None,
+              help="Tenge per kWh. Default: the tariff of the host's site as the rules record it in Prometheus "
+              f"({SITE_TARIFF}), else the fleet's ({FLEET_TARIFF}), else {DEFAULT_TARIFF_KZT_PER_KWH:g}.")
 @click.option("--timeout", "timeout", type=FiniteFloatRange(1, 86400), default=DEFAULT_TIMEOUT_SECONDS,
               show_default=True, help="Seconds all the queries to Prometheus may take together; then the "
               "report gives up (raise it for periods of months).")
@@ -538,9 +623,26 @@ def _days(text: str) -> Tuple[int, ...]:
 @click.option("--office.hours", "hours", default="09:00-18:00", show_default=True, help="Office hours, local time.")
 @click.option("--office.days", "days", default="1,2,3,4,5", show_default=True,
               help="Office days, 0 = Sunday ... 6 = Saturday.")
-def report(prometheus_url, instance, pid, start, end, out_dir, watts, tariff, timeout, offset, hours, days):
+@click.option("--lang", type=click.Choice(LANGS), default=None,
+              help="Language of the page: kk (Kazakh), ru (Russian) or en. Default: the locale "
+              "(LC_ALL, LC_MESSAGES, LANG starting kk or ru), else en. report.json stays in English.")
+@click.option("--pdf", is_flag=True, help="Also write report.pdf (headless Chromium's print), with page numbers, "
+              "report.html's sha256 and the generation time on every page.")
+def report(prometheus_url, instance, pid, start, end, out_dir, watts, tariff, timeout, offset, hours, days, lang,
+           pdf):
     """Write an HTML report (and its JSON) of what a miner on one host cost, from Prometheus."""
     from minerwatch.investigation import report_html  # here: `--help` never loads the page
+
+    lang = resolve_lang(lang)
+    chromium = None
+    if pdf:
+        if os.name == "nt":
+            raise click.ClickException("--pdf runs on Linux; on Windows print report.html from a browser")
+        from minerwatch.investigation import report_pdf
+
+        chromium = report_pdf.find_chromium()
+        if chromium is None:
+            raise click.ClickException("--pdf needs Chromium (Debian: apt-get install chromium)")
 
     try:
         import matplotlib  # noqa: F401  (the charts; not needed by the exporter on every desk)
@@ -565,7 +667,7 @@ def report(prometheus_url, instance, pid, start, end, out_dir, watts, tariff, ti
     settings = Settings(prometheus_url, instance, times["--from"], times["--to"], pid, office, watts, tariff)
     try:
         client = Prometheus(prometheus_url, timeout)
-        total = chunks(settings.start, settings.end) * len(QUERIES)
+        total = chunks(settings.start, settings.end) * (len(QUERIES) + tariff_queries(settings))
         if sys.stderr.isatty():  # progress for a person; nothing in logs or pipes
             with click.progressbar(length=total, label="querying Prometheus", file=sys.stderr) as bar:
                 data = fetch(settings, client, bar)
@@ -579,10 +681,23 @@ def report(prometheus_url, instance, pid, start, end, out_dir, watts, tariff, ti
 
     # allow_nan=False: every figure is finite (report_prometheus.py leaves out what is not), so
     # this never fails, and a reader other than Python's never meets NaN.
-    text = json.dumps(document, indent=2, allow_nan=False)
-    _write_atomic(os.path.join(out_dir, "report.json"), [text.encode() + b"\n"])
-    _write_atomic(os.path.join(out_dir, "report.html"), [report_html.render(document, office).encode()])
+    data_bytes = json.dumps(document, indent=2, allow_nan=False).encode() + b"\n"
+    _write_atomic(os.path.join(out_dir, "report.json"), [data_bytes])
+    # The page names report.json's hash; the PDF names the page's: one chain a court can check
+    # with sha256sum.
+    page = report_html.render(document, office, lang, json_sha256=hashlib.sha256(data_bytes).hexdigest()).encode()
+    page_sha256 = hashlib.sha256(page).hexdigest()
+    html_path = os.path.join(out_dir, "report.html")
+    _write_atomic(html_path, [page])
     t = document["totals"]
-    click.echo(f"{os.path.join(out_dir, 'report.html')}: {len(document['processes'])} process(es), "
+    click.echo(f"{html_path}: {len(document['processes'])} process(es), "
                f"{t['cpu_core_hours']:.2f} CPU core-hours, {t['gpu_hours']:.2f} GPU-hours, "
-               f"{t['kwh']:.2f} kWh, {t['tenge']:.0f} tenge")
+               f"{t['kwh']:.2f} kWh, {t['tenge']:.0f} tenge; sha256 {page_sha256}")
+    if chromium is not None:
+        pdf_path = os.path.join(out_dir, "report.pdf")
+        try:
+            pdf_bytes = report_pdf.print_pdf(chromium, html_path, report_pdf.footer(lang, page_sha256, now))
+        except report_pdf.PdfError as exc:
+            raise click.ClickException(f"--pdf: {exc}")
+        _write_atomic(pdf_path, [pdf_bytes])
+        click.echo(f"{pdf_path}: {len(pdf_bytes)} bytes, printed from report.html (sha256 {page_sha256})")

@@ -1,7 +1,7 @@
 """Mining-pool connections: what the network collector (collectors/network.py) builds on.
 
     sockets.py      the host's outgoing TCP connections, and the owner process of the matching ones
-    sniffer.py      Stratum and TLS server names on the wire (a packet socket and its thread)
+    sniffer.py      Stratum, TLS server names, proxy and SOCKS requests on the wire (a packet socket, a thread)
     dns.py          DNS answers the host receives: parsed, and pool addresses learned from them
     dns_pending.py  the DNS queries the host sent and awaits: only their answers are learned
     pools.py        the pool lists (shipped, IOC files, reloaded on change) and the opt-in resolver

@@ -2,9 +2,11 @@
 
 Evidence for a connection, strongest first (a connection can have several, comma-joined):
     stratum  its first bytes on the wire are Stratum, any dialect, any port (sniffer.py)
-    sni      its TLS ClientHello names a listed pool (sniffer.py)
-    connect  it goes to a web proxy, and its `CONNECT host:port` request names a listed pool
-             (sniffer.py); the remote end shown is the proxy
+    sni      its TLS ClientHello names a listed pool: a Stratum endpoint, or any pool name on a
+             port other than 443 (sniffer.py)
+    connect  it goes to a web proxy or a SOCKS relay, and its `CONNECT host:port` request, or
+             its SOCKS5/SOCKS4a CONNECT request, names a listed pool (the same rule for port 443)
+             or a listed address (sniffer.py); the remote end shown is the proxy or the relay
     list     its remote address is in a list: IP, CIDR or host:port (pools.py; including the file
              that `minerwatch resolve-pools` writes centrally, resolve.py)
     dns      its remote address is one that this exporter resolved for a pool name, only where
@@ -14,6 +16,9 @@ Evidence for a connection, strongest first (a connection can have several, comma
              sent, gave for a listed pool name (dns.py), and the connection was made while it was:
              weak, exported, never a signal. Whoever answers the host's queries writes it: the
              host's own user can ask a DNS server of their own, which answers what they like.
+    site     its ClientHello, CONNECT or SOCKS request names a pool's web site (a listed name
+             that is not a Stratum endpoint, pools.txt) for port 443: what a browser does when an
+             analyst or a curious user opens nicehash.com. Weak, exported, never a signal.
     port     only its remote port is a usual Stratum port: weak, exported, never a signal alone
 
 Processes that asked DNS for a pool name (dns_queries.py) are reported the same way, with the
@@ -22,7 +27,7 @@ UDP socket of their last query as the connection and the DNS server as its remot
                loop, typically against a DNS filter that blocks the pool): strong
     lookup     a pool's web site, or an endpoint asked once: weak, exported, never a signal
 
-Any evidence but `port`, `dns_answer` and `lookup` gives the owner process the `pool_connection`
+Any evidence but `site`, `port`, `dns_answer` and `lookup` gives the owner process the `pool_connection`
 signal: the monitor is a signal source of the process table (process_table.py).
 """
 
@@ -38,8 +43,9 @@ from minerwatch.network.sniffer import Sniffer, SnifferState
 from minerwatch.network.sockets import Conn
 from minerwatch.detection.signatures import Match
 
-EVIDENCE = ("stratum", "sni", "connect", "list", "dns", "dns_query", "dns_answer", "lookup", "port")  # strongest first
-WEAK = frozenset({"dns_answer", "lookup", "port"})  # exported, never a signal alone
+EVIDENCE = ("stratum", "sni", "connect", "list", "dns", "dns_query", "site", "dns_answer", "lookup",
+            "port")  # strongest first
+WEAK = frozenset({"site", "dns_answer", "lookup", "port"})  # exported, never a signal alone
 SIGNAL = "pool_connection"
 LISTED_CACHE_SIZE = 65536  # remote endpoints whose list verdict is remembered
 HIT_TTL = 300.0  # seconds a sniffed connection not in the socket table is still reported
@@ -230,6 +236,8 @@ class PoolMonitor:
                 continue
             if now - hit.seen > HIT_TTL:
                 stale.append(key)
+            elif hit.evidence in WEAK:
+                continue  # a browser's closed connection to a pool's web site: not worth a series
             else:
                 conn = Conn(hit.client, hit.server, "unknown")
                 matches.append(PoolConnection(conn, [(hit.evidence, hit.pool, hit.detail)]))

@@ -255,6 +255,8 @@ class PoolList:
         for (host, port) in indicators.endpoints:
             if _ip(host) is None and host not in self._domains:
                 self.name_ports.setdefault(host, set()).add(port)
+        # Stratum endpoints: marked `stratum`, or named with a port (host:port, stratum+tcp://)
+        self._endpoints = frozenset(indicators.stratum) | frozenset(self.name_ports)
 
     @property
     def domain_count(self) -> int:
@@ -275,6 +277,16 @@ class PoolList:
                 return name
             _, _, name = name.partition(".")
         return None
+
+    def is_endpoint(self, name: str) -> bool:
+        """The name, or a domain it falls under, is a Stratum endpoint: what a miner connects to.
+        Any other listed name is taken for a pool's web site (see pools.txt)."""
+        name = name.lower().rstrip(".")
+        while name:
+            if name in self._endpoints:
+                return True
+            _, _, name = name.partition(".")
+        return False
 
     def match_address(self, ip: str, port: int) -> Optional[Tuple[str, str]]:
         """(indicator text, where) when a literal list entry covers ip:port."""

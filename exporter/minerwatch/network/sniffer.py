@@ -2,8 +2,12 @@
 
 A miner can be renamed and its settings hidden, but it must speak Stratum to its pool, a TLS
 miner must name the pool in its ClientHello (SNI), and a miner behind a corporate web proxy must
-name it in its `CONNECT pool:port HTTP/1.1` request. This module reads the first bytes of TCP
-flows on every interface, loopback included, and records connections that do any of these. It
+name it in its `CONNECT pool:port HTTP/1.1` request, or in its SOCKS request to a relay (SOCKS5,
+SOCKS4a: its own relay on a VPS, or one on 127.0.0.1). This module reads the first bytes of TCP
+flows on every interface, loopback included, and records connections that do any of these.
+A pool's web site (a listed name that is not a Stratum endpoint, pools.txt) named for port 443 in
+a ClientHello, CONNECT or SOCKS request is what a browser does: it is recorded as weak evidence
+`site`, in a table of its own, so that browsing never pushes a miner's record out. It
 also reads the DNS queries the host sends (UDP to port 53) and the answers it receives (UDP from
 port 53): when an answer answers one of those queries (dns_pending.py: same socket, server, id
 and question; never a broadcast, multicast or another host's frame) and the name asked for, or a
@@ -15,8 +19,11 @@ therefore never connects.
 
 Cost is bounded whatever the traffic:
 - a classic BPF filter in the kernel passes only TCP segments whose payload starts with `{`
-  (JSON), 0x16 (a TLS handshake record) or `C` (an HTTP CONNECT), truncated to SNAPLEN bytes,
-  and UDP datagrams from or to port 53; bulk data never reaches Python;
+  (JSON), 0x16 (a TLS handshake record), `C` (an HTTP CONNECT), the four bytes of a SOCKS5
+  CONNECT request (05 01 00 then address type 1, 3 or 4) or the start of a SOCKS4a one
+  (04 01, a port, 0.0.0.x), truncated to SNAPLEN bytes, and UDP datagrams from or to port 53;
+  bulk data never reaches Python (the SOCKS tests let through about one more random segment in
+  a billion);
 - flows live in a fixed-size LRU table; once classified, or after FLOW_BYTES bytes, a flow is
   ignored; learned pool addresses live in a fixed-size table too, each for its record's TTL
   (floored and capped);
@@ -217,6 +224,47 @@ def parse_connect(data: bytes) -> Optional[Tuple[str, int]]:
     return m.group(1).decode("ascii").lower().strip("[]"), port
 
 
+# -- SOCKS ----------------------------------------------------------------------------------------
+
+SOCKS4_USER = 255  # longest SOCKS4 user id read
+_HOSTNAME = re.compile(rb"[A-Za-z0-9._-]{1,253}")
+
+
+def parse_socks(data: bytes) -> Optional[Tuple[str, str, int]]:
+    """(version, host, port) of a SOCKS5 (RFC 1928) or SOCKS4a CONNECT request; None otherwise.
+
+    The whole request must be there. `host` is a lower-case name or an address as text."""
+    try:
+        if data[0] == 5 and data[1] == 1 and data[2] == 0:
+            kind = data[3]
+            if kind == 1:
+                host, p = socket.inet_ntop(socket.AF_INET, data[4:8]), 8
+            elif kind == 4:
+                host, p = canonical_ip(socket.inet_ntop(socket.AF_INET6, data[4:20])), 20
+            elif kind == 3:
+                name = data[5 : 5 + data[4]]
+                if len(name) != data[4] or not _HOSTNAME.fullmatch(name):
+                    return None
+                host, p = name.decode("ascii").lower(), 5 + data[4]
+            else:
+                return None
+            version, port = "SOCKS5", struct.unpack_from("!H", data, p)[0]
+        elif data[0] == 4 and data[1] == 1:
+            port = struct.unpack_from("!H", data, 2)[0]
+            if data[4:7] != b"\0\0\0" or not data[7]:
+                return None  # plain SOCKS4 (an address, not a name): the filter never passes it
+            user_end = data.index(b"\0", 8, 8 + SOCKS4_USER + 1)
+            name = data[user_end + 1 : data.index(b"\0", user_end + 1, user_end + 255)]
+            if not _HOSTNAME.fullmatch(name):
+                return None
+            host, version = name.decode("ascii").lower(), "SOCKS4a"
+        else:
+            return None
+    except (IndexError, ValueError, struct.error, OSError):
+        return None
+    return (version, host, port) if port else None
+
+
 # -- packets --------------------------------------------------------------------------------------
 
 Key = Tuple[bytes, int, bytes, int]  # (source address, port, destination address, port)
@@ -286,7 +334,7 @@ def _address(raw: bytes) -> str:
 # -- classic BPF ----------------------------------------------------------------------------------
 
 # opcodes (linux/filter.h)
-_LD_W_ABS, _LD_H_ABS, _LD_B_ABS, _LD_H_IND, _LD_B_IND = 0x20, 0x28, 0x30, 0x48, 0x50
+_LD_W_ABS, _LD_H_ABS, _LD_B_ABS, _LD_W_IND, _LD_H_IND, _LD_B_IND = 0x20, 0x28, 0x30, 0x40, 0x48, 0x50
 _LDX_B_MSH, _LD_MEM, _ST = 0xB1, 0x60, 0x02
 _ALU_ADD_K, _ALU_ADD_X, _ALU_SUB_X, _ALU_AND_K, _ALU_RSH_K = 0x04, 0x0C, 0x1C, 0x54, 0x74
 _JEQ_K, _JSET_K, _TAX, _TXA, _RET_K = 0x15, 0x45, 0x07, 0x87, 0x06
@@ -300,7 +348,9 @@ def build_filter(loopback_ifindex: int = 0, snaplen: int = SNAPLEN) -> List[Tupl
     """The kernel filter, for a SOCK_DGRAM packet socket (data starts at the network header).
 
     Accepts (truncated to `snaplen`) TCP segments, not fragments, with a payload whose first
-    byte is `{`, 0x16 or `C`, and UDP datagrams from port 53 (DNS answers) or to it (queries).
+    byte is `{`, 0x16 or `C`, or that starts as a SOCKS5 (05 01 00, address type 1, 3 or 4) or
+    SOCKS4a (04 01, port, 0.0.0.x) CONNECT request, and UDP datagrams from port 53 (DNS answers)
+    or to it (queries).
     On loopback every packet is seen twice (sent, then received): the sent copy is dropped.
     """
     prog: List[tuple] = []  # (code, jump-true label, jump-false label, k)
@@ -365,7 +415,22 @@ def build_filter(loopback_ifindex: int = 0, snaplen: int = SNAPLEN) -> List[Tupl
     op(_LD_B_IND, 0)  # first payload byte
     op(_JEQ_K, 0x7B, "accept", None)  # '{'
     op(_JEQ_K, 0x43, "accept", None)  # 'C': an HTTP CONNECT to a proxy
-    op(_JEQ_K, 0x16, "accept", "drop")  # TLS handshake
+    op(_JEQ_K, 0x16, "accept", None)  # TLS handshake
+    op(_JEQ_K, 0x05, "socks5", None)
+    op(_JEQ_K, 0x04, "socks4", "drop")
+    prog.append("socks5")
+    # the whole first word: a random byte 05 is not enough (bulk data would pass one segment in
+    # 256); a SOCKS5 greeting (05 01 00, three bytes) fails the load and is dropped
+    op(_LD_W_IND, 0)
+    op(_JEQ_K, 0x05010001, "accept", None)  # IPv4 address
+    op(_JEQ_K, 0x05010003, "accept", None)  # domain name
+    op(_JEQ_K, 0x05010004, "accept", "drop")  # IPv6 address
+    prog.append("socks4")  # SOCKS4a only (a name follows): 04 01, a port, then address 0.0.0.x
+    op(_LD_H_IND, 0)
+    op(_JEQ_K, 0x0401, None, "drop")
+    op(_LD_W_IND, 4)
+    op(_ALU_AND_K, 0xFFFFFF00)
+    op(_JEQ_K, 0, "accept", "drop")
     prog.append("accept")
     op(_RET_K, snaplen)
     prog.append("drop")
@@ -434,13 +499,14 @@ def open_packet_socket(snaplen: int = SNAPLEN) -> socket.socket:
 
 @dataclass
 class Hit:
-    """A connection the wire says is mining: `client` is the miner's end, `server` the pool's."""
+    """A connection the wire says is mining (or, evidence `site`, browsing a pool's web site):
+    `client` is the miner's end, `server` the pool's (or the proxy's, the relay's)."""
 
     client: Endpoint
     server: Endpoint
-    evidence: str  # stratum | sni | connect
+    evidence: str  # stratum | sni | connect | site
     detail: str  # "cryptonote login", "pool.example.com", "CONNECT pool.example.com:443"
-    pool: str = ""  # the listed domain an SNI or CONNECT matched
+    pool: str = ""  # the listed domain (or address) an SNI, CONNECT or SOCKS request matched
     seen: float = 0.0  # monotonic time of the first sighting
 
 
@@ -449,10 +515,20 @@ class _Flow:
     next_seq: int
     buf: bytearray = field(default_factory=bytearray)
     done: bool = False
+    tunnel_port: int = 0  # the port a CONNECT or SOCKS request named: what the tunnel goes to
+
+
+SITE_PORT = 443  # a pool's web site named for this port is browsing (`site`); for any other, mining
+SITE = "site"
 
 
 class FlowTracker:
-    """Pure flow logic: feed packets, get hits. Bounded: `max_flows` flows, `max_hits` hits."""
+    """Pure flow logic: feed packets, get hits. Bounded: `max_flows` flows, `max_hits` hits and
+    `max_site_hits` web-site sightings (apart, so that browsing never evicts a miner's hit).
+
+    `is_endpoint(name)`: the name is a Stratum endpoint (by default every listed name is);
+    `match_address(ip, port)`: (indicator, where) when a list covers an address a CONNECT or
+    SOCKS request names (pools.PoolList.match_address)."""
 
     def __init__(
         self,
@@ -461,12 +537,17 @@ class FlowTracker:
         max_hits: int = 1024,
         flow_bytes: int = FLOW_BYTES,
         clock: Callable[[], float] = time.monotonic,
+        is_endpoint: Callable[[str], bool] = lambda name: True,
+        match_address: Callable[[str, int], Optional[Tuple[str, str]]] = lambda ip, port: None,
+        max_site_hits: int = 256,
     ):
-        self.match_domain = match_domain
+        self.match_domain, self.is_endpoint, self.match_address = match_domain, is_endpoint, match_address
         self.max_flows, self.max_hits, self.flow_bytes = max_flows, max_hits, flow_bytes
+        self.max_site_hits = max_site_hits
         self._clock = clock
         self._flows: "OrderedDict[Key, _Flow]" = OrderedDict()
         self.hits: "OrderedDict[Tuple[Endpoint, Endpoint], Hit]" = OrderedDict()
+        self.site_hits: "OrderedDict[Tuple[Endpoint, Endpoint], Hit]" = OrderedDict()
         self.stratum_flows: Counter = Counter({d: 0 for d in DIALECTS})
         self.sni_matches = 0
         self.connect_matches = 0
@@ -500,28 +581,44 @@ class FlowTracker:
         flow.buf += payload[: self.flow_bytes - len(flow.buf)]
         self._examine(key, flow)
 
+    def _pool(self, host: str, port: int) -> Tuple[Optional[str], str]:
+        """(listed domain or address, evidence) for a host named for `port`: `site` for a pool's
+        web site on port 443, else the strong kind the caller names (`sni`, `connect`)."""
+        pool = self.match_domain(host)
+        if pool is not None:
+            return pool, (SITE if port == SITE_PORT and not self.is_endpoint(host) else "")
+        literal = ":" in host or host.replace(".", "").isdigit()  # an address, not a name
+        listed = self.match_address(host, port) if literal else None
+        return (listed[0], "") if listed else (None, "")
+
     def _examine(self, key: Key, flow: _Flow) -> None:
         data = bytes(flow.buf)
         if data[0] == 0x16:
             flow.done = True  # later segments of the hello never pass the filter: decide now
             name = parse_sni(data)
-            pool = self.match_domain(name) if name else None
+            pool, weak = self._pool(name, flow.tunnel_port or key[3]) if name else (None, "")
             if pool:
-                self.sni_matches += self._record(key, "client", "sni", host_text(name, 253), pool)
-        elif data[0] == 0x43:  # 'C'
-            # The filter passes only the segment that starts with C: decide on it. A CONNECT
-            # naming no pool leaves the flow open: what goes through the tunnel (a ClientHello,
-            # Stratum) is read next.
-            target = parse_connect(data)
+                self.sni_matches += self._record(key, "client", weak or "sni", host_text(name, 253), pool)
+        elif data[0] in (0x43, 0x05, 0x04):  # 'C', SOCKS5, SOCKS4
+            # The filter passes only the segment that starts the request: decide on it. A request
+            # naming no pool, or a pool's web site, leaves the flow open: what goes through the
+            # tunnel (a ClientHello, Stratum) is read next.
+            if data[0] == 0x43:
+                target = parse_connect(data)
+                verb = "CONNECT"
+            else:
+                socks = parse_socks(data)
+                target, verb = (socks[1:], f"{socks[0]} CONNECT") if socks else (None, "")
             if target is None:
                 flow.done = True
             else:
                 host, port = target
-                pool = self.match_domain(host)
+                flow.tunnel_port = port
+                pool, weak = self._pool(host, port)
                 if pool:
-                    flow.done = True
-                    shown = host_text(f"CONNECT {host}:{port}", 270)
-                    self.connect_matches += self._record(key, "client", "connect", shown, pool)
+                    flow.done = not weak
+                    shown = host_text(f"{verb} {host}:{port}", 280)
+                    self.connect_matches += self._record(key, "client", weak or "connect", shown, pool)
                 flow.buf = bytearray()
         else:
             found = recognize_stratum(data)
@@ -542,15 +639,24 @@ class FlowTracker:
         conn = (client, server)
         if conn in self.hits:
             return 0
-        if len(self.hits) >= self.max_hits:
-            self.hits.popitem(last=False)
-        self.hits[conn] = Hit(client, server, evidence, detail, pool, self._clock())
+        table, limit = (self.site_hits, self.max_site_hits) if evidence == SITE else (self.hits, self.max_hits)
+        if evidence == SITE and conn in table:
+            return 0
+        self.site_hits.pop(conn, None)  # Stratum or an endpoint through a tunnel to a web site: strong
+        if len(table) >= limit:
+            table.popitem(last=False)
+        table[conn] = Hit(client, server, evidence, detail, pool, self._clock())
         self.generation += 1
         return 1
 
+    def all_hits(self) -> Dict[Tuple[Endpoint, Endpoint], Hit]:
+        found = dict(self.site_hits)
+        found.update(self.hits)
+        return found
+
     def forget(self, conns) -> None:
         for conn in conns:
-            if self.hits.pop(conn, None) is not None:
+            if self.hits.pop(conn, None) is not None or self.site_hits.pop(conn, None) is not None:
                 self.generation += 1
 
 
@@ -709,7 +815,7 @@ class Sniffer:
                 stratum_flows=dict(t.stratum_flows),
                 sni_matches=t.sni_matches,
                 connect_matches=t.connect_matches,
-                hits=dict(t.hits),
+                hits=t.all_hits(),
                 generation=t.generation,
                 learned=self.dns.live(),
                 dns_responses=dict(self.dns.responses),

@@ -3,6 +3,7 @@
     metrics.py       metric families, as client_python's custom collectors build them
     exposition.py    the text and OpenMetrics formats, byte-identical to client_python's
     self_metrics.py  the exporter's own process_* and python_* series
+    config_hashes.py hashes of the configuration in effect (minerwatch_config_hash_info)
     web.py           the HTTP server: what to answer (landing page, metrics, health, auth, limits)
     web_loop.py      one thread waiting on every connection: limit, timeouts, TLS handshakes
     web_conn.py      one connection's non-blocking I/O, plain or TLS
