@@ -28,6 +28,7 @@ from minerwatch.app import Options, build_context
 from minerwatch.collectors.antivirus import AntivirusCollector
 from minerwatch.collectors.base import Context
 from minerwatch.data import shipped_lines
+from minerwatch.detection.signatures import _in_temp_dir
 from minerwatch.host.proc_reader import ProcFacts
 
 PREFS = r"HKLM\SOFTWARE\Microsoft\Windows Defender\Exclusions"
@@ -149,11 +150,17 @@ def rerooted_1c_list(tmp_path: Path) -> VendorExclusions:
 
 @pytest.fixture
 def install_root():
-    """A folder outside /tmp (an executable under /tmp is exe_in_temp_dir, which is not what this
-    test is about): under the repository's git-ignored test-output/, removed afterwards."""
-    base = Path(__file__).resolve().parent.parent / "test-output"
+    """A folder outside every temp folder (an executable there is exe_in_temp_dir, which is not
+    what this test is about): the repository's git-ignored test-output/, or, where the checkout
+    itself lies in /tmp (a CI clone), the home folder or /var/lib; removed afterwards."""
+    repo_output = Path(__file__).resolve().parent.parent / "test-output"
+    for base in (repo_output, Path.home().resolve(), Path("/var/lib")):
+        if not _in_temp_dir(f"{base}/x") and os.access(base.parent if base == repo_output else base, os.W_OK):
+            break
+    else:
+        pytest.skip("no writable folder outside the temp folders")
     base.mkdir(exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="vendor-", dir=base))
+    root = Path(tempfile.mkdtemp(prefix=".minerwatch-test-vendor-", dir=base))
     yield root
     shutil.rmtree(root, ignore_errors=True)
 
