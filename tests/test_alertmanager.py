@@ -30,7 +30,8 @@ TEMPLATES = ROOT / "deploy" / "alertmanager" / "templates"
 PAYLOAD = ROOT / "tests" / "fixtures" / "alertmanager_webhook_payload.json"
 RUNBOOKS = yaml.safe_load((ROOT / "rules" / "config" / "minerwatch.yml").read_text())["runbookUrlBase"]
 NEVER_INHIBITED = ("MinerwatchExporterDown", "MinerwatchExporterDownHostUp", "MinerwatchExporterRestarted",
-                   "MinerwatchFleetCoverageLow", "MinerwatchCollectorFailing", "MinerwatchAntivirusSourceUnreadable")
+                   "MinerwatchFleetCoverageLow", "MinerwatchCollectorFailing", "MinerwatchAntivirusSourceUnreadable",
+                   "MinerwatchWindowsServiceWeakened", "MinerwatchWindowsSourceUnreadable")
 
 
 def _tool(*names):
@@ -303,6 +304,8 @@ def test_live_routing_and_inhibition(start_alertmanager, amtool, tmp_path):
             SITE_COVERAGE,
             alert("MinerwatchCollectorFailing", "warning", collector="process"),
             alert("MinerwatchAntivirusSourceUnreadable", "warning", product="defender"),
+            alert("MinerwatchWindowsServiceWeakened", "warning", setting="restart_on_failure"),
+            alert("MinerwatchWindowsSourceUnreadable", "warning", collector="windows", source="defender_events"),
             alert("MinerwatchSuspectProcess", "warning", instance="ws-99:9123", pid="7", name="x", user="bob"),
             alert("MinerwatchDashboardNote", "info"),
         ])
@@ -316,6 +319,8 @@ def test_live_routing_and_inhibition(start_alertmanager, amtool, tmp_path):
             ("security-tickets", "MinerwatchFleetCoverageLow", ""),
             ("security-tickets", "MinerwatchCollectorFailing", "ws-17:9123"),
             ("security-tickets", "MinerwatchAntivirusSourceUnreadable", "ws-17:9123"),
+            ("security-tickets", "MinerwatchWindowsServiceWeakened", "ws-17:9123"),
+            ("security-tickets", "MinerwatchWindowsSourceUnreadable", "ws-17:9123"),
             ("security-tickets", "MinerwatchSuspectProcess", "ws-99:9123"),
             ("null", "MinerwatchDashboardNote", "ws-17:9123"),
         }

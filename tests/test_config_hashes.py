@@ -66,3 +66,12 @@ def test_a_file_is_hashed_again_only_when_it_changes(tmp_path, monkeypatch):
 def test_the_runner_without_a_context_exports_no_hash():
     family = list(ConfigHashes(CollectorRunner([])).collect())[0]
     assert family.samples == [] and config.Config().file == ""
+
+
+def test_every_shipped_data_file_is_in_the_shipped_data_hash():
+    """An edit of any table the exporter ships (pools, ports, patterns, vendor exclusions, Windows
+    program folders) on one desk must show as drift."""
+    from minerwatch import data
+    from minerwatch.serving import config_hashes
+
+    assert set(config_hashes._SHIPPED) == set(os.listdir(data.DATA_DIR)) - {"__pycache__"}

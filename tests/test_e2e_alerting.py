@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def generate_rules(tmp: Path) -> Path:
     """The shipped rules, generated from the shipped config with a 1 s evaluation interval."""
     config = yaml.safe_load((ROOT / "rules/config/minerwatch.yml").read_text())
-    config["evaluationInterval"] = "1s"
+    config["evaluationInterval"] = config["slowEvaluationInterval"] = "1s"
     (tmp / "config.yml").write_text(yaml.safe_dump(config))
     out = tmp / "rules"
     out.mkdir()

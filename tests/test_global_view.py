@@ -5,7 +5,8 @@
 Three real Prometheus servers: the site one of the dashboards' end-to-end scenario (the shipped
 rules, a real `minerwatch serve`, an XMRig stand-in mining at a pool stand-in, a down host) with
 the site's external label, a central one federating it from the start, and a remote-write
-receiver. Every fleet-dashboard query runs on all three: each panel with data on the site has
+receiver. The site applies the shipped metric_relabel_configs of deploy/prometheus/prometheus.yml
+(the slimmer series set). Every fleet-dashboard query runs on all three: each panel with data on the site has
 data centrally and passes the same value checks; a panel empty on the site is empty for the
 reason test_dashboards.EXPECTED_EMPTY states, proved on the site (where the raw series live).
 """
@@ -16,8 +17,10 @@ import copy
 import json
 import time
 
+import test_dashboards
 from dashboard_render import render
 from support.processes import wait_for
+from support.read_series import shipped_drop
 from support.servers import Prometheus
 from test_dashboards import (FLEET, OUTPUT, Scenario, panel_outcomes, panels, stat_values,
                              value_failures)
@@ -33,7 +36,19 @@ def elsewhere(live: Scenario, server) -> Scenario:
     return view
 
 
-def test_fleet_dashboard_on_the_global_view(tmp_path, spawn, pool, stack):  # noqa: F811
+class RelabellingSite(Prometheus):
+    """The site Prometheus with the shipped site config's metric_relabel_configs on its minerwatch job."""
+
+    def __init__(self, config: dict, tmp):
+        config = copy.deepcopy(config)
+        for job in config["scrape_configs"]:
+            if job["job_name"] == "minerwatch":
+                job["metric_relabel_configs"] = shipped_drop()
+        super().__init__(config, tmp)
+
+
+def test_fleet_dashboard_on_the_global_view(tmp_path, spawn, pool, stack, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(test_dashboards, "Prometheus", RelabellingSite)  # the scenario's site Prometheus
     receiver = Receiver(tmp_path / "store")
     stack.append(receiver)
     central = {}
@@ -84,6 +99,10 @@ def test_fleet_dashboard_on_the_global_view(tmp_path, spawn, pool, stack):  # no
             (OUTPUT / f"{UID}-global.results.json").write_text(json.dumps(
                 {"note": note, "results": {f"{k[0]}/{k[1]}": v for k, v in results.items()}}))
     assert not failures, "\n".join(failures)
+    # The site really dropped what the shipped relabelling drops, and kept the rest.
+    [drop] = [r["regex"] for r in shipped_drop() if r.get("action") == "drop"]
+    assert not live.query(f'{{job="minerwatch", __name__=~"{drop}"}}')
+    assert live.query('minerwatch_build_info{job="minerwatch"}')
     # The site's label comes from its external label: no series of this site lacks it centrally.
     for view in views.values():
         assert not view.query('up{job="minerwatch", site=""}')

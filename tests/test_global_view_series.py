@@ -64,7 +64,7 @@ def fleet_rules() -> Dict[str, list]:
         for name in FLEET_RULES:
             (Path(src) / name).write_text((ROOT / "rules/src" / name).read_text())
         files = generate.render(ROOT / "rules/config/minerwatch.yml", src)
-    return {kind: yaml.safe_load(files[name])["groups"][0]["rules"]
+    return {kind: [r for g in yaml.safe_load(files[name])["groups"] for r in g["rules"]]
             for kind, (name, _) in generate.GROUPS.items()}
 
 

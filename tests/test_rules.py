@@ -35,7 +35,7 @@ ALERTS = rules_of(RULES / "minerwatch.alerts.yml", "alert")
 RECORDS = rules_of(RULES / "minerwatch.rules.yml", "record")
 ALERT_NAMES = sorted({a["alert"] for a in ALERTS})
 # Alerts about a whole site, not one host: no instance label, the fleet dashboard.
-SITE_ALERTS = {"MinerwatchFleetCoverageLow"}
+SITE_ALERTS = {"MinerwatchFleetCoverageLow", "MinerwatchWindowsDefenderProtectionOffSite"}
 HOST_UID = json.loads((ROOT / "dashboards" / "minerwatch-host.json").read_text())["uid"]
 FLEET_UID = json.loads((ROOT / "dashboards" / "minerwatch-fleet.json").read_text())["uid"]
 
@@ -139,7 +139,7 @@ def test_runbook_index_lists_every_alert():
 
 def test_every_config_knob_is_used():
     """A knob no source reads is a silent no-op for whoever tunes it."""
-    used_by_generator = {"runbookUrlBase", "grafanaUrlBase", "evaluationInterval", "officeHours"}
+    used_by_generator = {"runbookUrlBase", "grafanaUrlBase", "evaluationInterval", "slowEvaluationInterval", "officeHours"}
     sources = "".join(p.read_text() for p in sorted((RULES / "src").glob("*.yml")))
     for key in CONFIG:
         if key not in used_by_generator:
@@ -335,7 +335,7 @@ def test_dashboard_url_renders_for_a_host(promtool, tmp_path):
     unit = {
         "rule_files": ["../minerwatch.rules.yml", "../minerwatch.alerts.yml"],
         "evaluation_interval": "15s",
-        "group_eval_order": ["minerwatch.rules", "minerwatch.alerts"],
+        "group_eval_order": ["minerwatch.rules", "minerwatch.rules.slow", "minerwatch.alerts", "minerwatch.alerts.slow"],
         "tests": [{
             "interval": "15s",
             "input_series": [{"series": f'minerwatch_tuning_msr_writes_allowed{{instance="{instance}",job="minerwatch"}}',

@@ -659,7 +659,7 @@ def test_exe_deleted():
         "/home/alice/Downloads/tool",
         "/root/Downloads/tool",
         "C:\\Users\\bob\\Downloads\\setup.exe",
-        "C:\\Users\\bob\\AppData\\Local\\Temp\\svchost.exe",
+        "C:\\Users\\bob\\AppData\\Local\\Temp\\setup.exe",
         "c:/users/bob/appdata/local/temp/x.exe",
         "C:\\Windows\\Temp\\x.exe",
         "C:\\Users\\Public\\x.exe",

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from support.fakes.win32 import FakeService, FakeWindows, event_xml, modules
+from support.fakes.win32 import FakeService, FakeWindows, dns_event_xml, event_xml, modules
 from minerwatch.windows.defender_events import CHANNEL, ExclusionEventReader
+from minerwatch.windows import dns_events
+from minerwatch.windows.proxy import ProxySettingsReader
 from minerwatch.windows.drivers import MsrDriverReader
 from minerwatch.windows.eventlog import EventLogHandler
 from minerwatch.windows.privileges import LockMemoryReader
@@ -27,7 +29,7 @@ STUBS = Path(sysconfig.get_paths()["purelib"]) / "win32-stubs"
 STUB_FILES = {
     "win32service": "win32service.pyi", "win32security": "win32security.pyi", "win32evtlog": "win32evtlog.pyi",
     "servicemanager": "servicemanager.pyi", "win32serviceutil": "lib/win32serviceutil.pyi",
-    "winerror": "lib/winerror.pyi", "pywintypes": "lib/pywintypes.pyi",
+    "winerror": "lib/winerror.pyi", "pywintypes": "lib/pywintypes.pyi", "win32inet": "win32inet.pyi",
 }
 pytestmark = pytest.mark.skipif(not STUBS.is_dir(), reason="types-pywin32 is not installed (pip install types-pywin32)")
 
@@ -130,6 +132,11 @@ def test_minerwatch_touches_only_names_pywin32_has():
     ServiceConfigReader(m["win32service"], "minerwatch").read()
     LockMemoryReader(m["win32security"]).read()
     ExclusionEventReader(m["win32evtlog"]).read()
+    machine.log_event(dns_events.CHANNEL, dns_event_xml(1, "pool.example", "::ffff:198.51.100.7;"))
+    assert dns_events.DnsEventReader(m["win32evtlog"]).read()
+    assert dns_events.ChannelReader(m["win32evtlog"]).read() is True
+    machine.winhttp_proxy = (3, "10.0.0.1:3128", "<local>")
+    assert ProxySettingsReader(None, m["win32inet"], {}).read()[0]
     handler = EventLogHandler(m["win32evtlog"])
     handler.emit(logging.LogRecord("minerwatch", logging.ERROR, __file__, 1, "boom", None, None))
     handler.close()

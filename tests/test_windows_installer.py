@@ -54,3 +54,9 @@ def test_service_command_line_uses_flags_serve_has():
     for flag in sorted(used):
         assert flag in help_text, f"the installer passes {flag}, which `minerwatch serve` lacks"
     assert "service $FLAGS" in text  # the frozen entry's service dispatcher gets the flags
+
+
+def test_installer_turns_on_the_dns_client_log():
+    """Pool look-ups are seen on Windows only through the DNS client's own log, off by default."""
+    text = SCRIPT.read_text()
+    assert "wevtutil.exe sl Microsoft-Windows-DNS-Client/Operational /e:true" in text

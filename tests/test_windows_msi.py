@@ -80,9 +80,13 @@ def test_firewall_recovery_and_config_actions(msi):
     assert 'program="[INSTALLDIR]minerwatch.exe"' in add[3]
     assert "restart/5000/restart/5000/restart/60000" in actions["ServiceRecovery"][3]
     assert "failureflag minerwatch 1" in actions["ServiceRecoveryOnErrors"][3]
+    # the DNS client's log, where pool look-ups are seen with their process (network/dns_client.py)
+    assert actions["DnsClientLog"][3].startswith("sl Microsoft-Windows-DNS-Client/Operational /e:true")
+    assert actions["SetWevtutil"][3] == "[System64Folder]wevtutil.exe"
     # the config is copied from the template only where none exists: upgrades keep the edits
     assert 'if not exist "[CONFIG_FILE]" copy' in actions["ConfigCreate"][3]
-    for name in ("FirewallRuleAdd", "FirewallRuleDelete", "ConfigCreate", "DataDirAcl", "ServiceRecovery"):
+    for name in ("FirewallRuleAdd", "FirewallRuleDelete", "ConfigCreate", "DataDirAcl", "ServiceRecovery",
+                 "DnsClientLog"):
         kind = int(actions[name][1])
         assert kind & IN_SCRIPT and kind & NO_IMPERSONATE, f"{name} must run deferred, as SYSTEM"
     assert not int(actions["FirewallRuleAdd"][1]) & CONTINUE  # a failed firewall rule fails the install

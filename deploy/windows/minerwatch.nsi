@@ -198,6 +198,9 @@ Section "minerwatch"
   Pop $0
   nsExec::ExecToLog 'sc.exe failureflag ${SERVICE} 1'
   Pop $0
+  ; The DNS client's own log names the process behind each look-up of a pool (off by default).
+  nsExec::ExecToLog 'wevtutil.exe sl Microsoft-Windows-DNS-Client/Operational /e:true /ms:16777216'
+  Pop $0
 
   ; Firewall: the port, for the Prometheus servers only.
   nsExec::ExecToLog 'netsh advfirewall firewall delete rule name="minerwatch"'

@@ -4,6 +4,7 @@
     data/pool_ports.txt  usual Stratum ports and port ranges
     data/exe_patterns.txt byte patterns of miner executables, by family (exe_content.py)
     data/vendor_exclusions.txt antivirus exclusions vendors recommend for their own programs (antivirus/vendors.py)
+    data/windows_names.txt Windows programs and the folders they really install to (detection/windows_places.py)
 
 Each file is read once per process, on first use, and its lines kept: `signatures` reads the
 pool domains when it is imported, the network collector when it starts and whenever an IOC file
@@ -22,6 +23,8 @@ DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 POOLS = "pools.txt"
 POOL_PORTS = "pool_ports.txt"
 EXE_PATTERNS = "exe_patterns.txt"
+VENDOR_EXCLUSIONS = "vendor_exclusions.txt"
+WINDOWS_NAMES = "windows_names.txt"
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,11 +1,20 @@
-"""Cost per host at fleet scale: a simulated fleet (fleetsim.py) scraped by a real Prometheus with
-the shipped rules, at 1,000 and 5,000 hosts, extrapolated to 10,000 per site.
+"""Cost per desk at fleet scale, before and after: a simulated fleet (fleetsim.py) scraped by a
+real Prometheus with the site config of a git revision (--before, default HEAD) and with the
+working tree's, at 1,000, 5,000 and 10,000 desks, printed side by side.
+
+"Site config" is what deploy/prometheus/prometheus.yml of that tree sets for the minerwatch job
+(scrape and rule intervals, metric_relabel_configs) and the generated rules of
+its rules/ (minerwatch.rules.yml, minerwatch.alerts.yml, their groups and intervals as written);
+the revision's files come from `git archive` into a temporary folder, removed at the end. The
+simulated exporters are the same for both (their shape learnt once from this checkout's real
+`minerwatch serve`), so the difference is the server side alone.
 
 Run it through fleet.sh. Everything listens on and talks to 127.0.0.1 only; every process started
-here is stopped by its PID on the way out. It prints, per fleet size: active series per idle and
-per busy desktop (scraped, recorded, with a pid label, and what the global view carries), series
-created per host per day (and how many of them carry a pid label), rule evaluation time, and
-Prometheus' resident memory and CPU; then the figures extrapolated to 10,000 hosts.
+here is stopped by its PID on the way out. It prints, per fleet size and side: active series per
+idle and per busy desk (and of them Prometheus' own per-target up and scrape_*, recorded, with a
+pid label, carried to the global view), series created per desk per day, rule evaluation per
+group (median of prometheus_rule_group_last_duration_seconds over the window) and in all per
+15 s round (each group weighted by how often it runs), and Prometheus' resident memory, measured.
 """
 
 from __future__ import annotations
@@ -62,27 +71,75 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+@dataclasses.dataclass
+class Site:
+    """What a tree's site config sets for the minerwatch job and its rules."""
+    label: str
+    rule_files: List[str]
+    scrape_interval: str
+    evaluation_interval: str
+    relabel: list
+
+
+def seconds(duration: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    total = 0.0
+    for number, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", duration):
+        total += float(number) * units[unit]
+    return total
+
+
+def site_of(tree: Path, label: str) -> Site:
+    """The site config of a checkout (or an archive of one) at `tree`: the shipped
+    deploy/prometheus/prometheus.yml, its rule files taken from the tree's rules/."""
+    import yaml
+
+    config = yaml.safe_load((tree / "deploy/prometheus/prometheus.yml").read_text())
+    glob = config.get("global", {})
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "minerwatch")
+    rules = [str(tree / "rules" / Path(f).name) for f in config.get("rule_files", [])]
+    missing = [f for f in rules if not Path(f).is_file()]
+    if missing:
+        raise SystemExit(f"fleet: {label}: deploy/prometheus/prometheus.yml names rule files not in rules/: {missing}")
+    interval = job.get("scrape_interval", glob.get("scrape_interval", "1m"))
+    return Site(label, rules, interval, glob.get("evaluation_interval", "1m"), job.get("metric_relabel_configs") or [])
+
+
+def archive(rev: str, into: Path) -> Path:
+    """The deploy/ and rules/ of git revision `rev`, extracted into `into` (nothing else is touched)."""
+    into.mkdir()
+    tar = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev, "deploy", "rules"],
+                         capture_output=True)
+    if tar.returncode:
+        raise SystemExit(f"fleet: --before {rev}: {tar.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=tar.stdout, check=True)
+    return into
+
+
 class Prometheus:
-    def __init__(self, workdir: Path, targets: Path, interval: int):
+    def __init__(self, workdir: Path, targets: Path, site: Site):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = {
-            "global": {"scrape_interval": f"{interval}s", "evaluation_interval": f"{interval}s",
-                       "scrape_timeout": f"{interval}s"},
-            "rule_files": [str(ROOT / "rules/minerwatch.rules.yml"), str(ROOT / "rules/minerwatch.alerts.yml")],
-            "scrape_configs": [{"job_name": "minerwatch", "file_sd_configs": [{"files": [str(targets)]}]}],
+            # The scrape timeout is the interval, not the site's: one simulator process serves every
+            # desk, and a slow round on a loaded machine is the simulator's, not the site's.
+            "global": {"scrape_interval": site.scrape_interval, "evaluation_interval": site.evaluation_interval,
+                       "scrape_timeout": site.scrape_interval},
+            "rule_files": site.rule_files,
+            "scrape_configs": [{"job_name": "minerwatch", "file_sd_configs": [{"files": [str(targets)]}],
+                                "metric_relabel_configs": site.relabel}],
         }
         path = workdir / "prometheus.yml"
         path.write_text(json.dumps(config))  # JSON is YAML
         self.log = open(workdir / "prometheus.log", "w")
         self.proc = subprocess.Popen([shutil.which("prometheus"), f"--config.file={path}",
                                       f"--storage.tsdb.path={workdir / 'data'}",
-                                      f"--web.listen-address=127.0.0.1:{self.port}"],
+                                      f"--web.listen-address=127.0.0.1:{self.port}", "--query.timeout=10m"],
                                      stdout=self.log, stderr=subprocess.STDOUT)
 
     def get(self, path: str, **query) -> dict:
         url = f"{self.url}{path}?{urllib.parse.urlencode(query)}"
-        with urllib.request.urlopen(url, timeout=120) as response:
+        with urllib.request.urlopen(url, timeout=600) as response:  # counting 1.3M series on 2 busy cores
             return json.load(response)
 
     def query(self, promql: str) -> List[dict]:
@@ -126,7 +183,22 @@ def federation_selectors() -> List[str]:
     return config["scrape_configs"][0]["params"]["match[]"]
 
 
-def run_size(hosts: int, args, shape: Path, workdir: Path) -> Dict[str, object]:
+def by_label(metrics: Dict[str, float], name: str, label: str) -> Dict[str, float]:
+    """The samples called `name`, by the value of `label`."""
+    out = {}
+    for key, value in metrics.items():
+        if key.startswith(name + "{"):
+            out[json.loads(key[len(name):]).get(label, "")] = value
+    return out
+
+
+def rss_kib(pid: int) -> Dict[str, int]:
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f if ":" in line)
+    return {k: int(fields[k].split()[0]) for k in ("VmRSS", "VmHWM")}
+
+
+def run_size(hosts: int, args, shape: Path, workdir: Path, site: Site) -> Dict[str, object]:
     workdir.mkdir()
     port = free_port()
     targets = workdir / "targets.json"
@@ -135,6 +207,7 @@ def run_size(hosts: int, args, shape: Path, workdir: Path) -> Dict[str, object]:
                             f"--model={json.dumps(dataclasses.asdict(args.model))}"],
                            stdout=subprocess.PIPE, text=True)
     prometheus = None
+    interval = seconds(site.scrape_interval)
     try:
         assert sim.stdout.readline().strip() == "ready", "fleetsim did not start"
         kinds = {i: fleetsim.host_kind(i, args.busy_share) for i in range(hosts)}
@@ -142,37 +215,49 @@ def run_size(hosts: int, args, shape: Path, workdir: Path) -> Dict[str, object]:
             {"targets": [f"127.0.0.1:{port}"], "labels": {
                 "__metrics_path__": f"/host/{i}/metrics", "instance": f"pc-{i:05d}.sim:9789", "site": "sim",
                 "role": "workstation", "kind": kinds[i]}} for i in range(hosts)]))
-        prometheus = Prometheus(workdir, targets, args.interval)
-        deadline = time.monotonic() + 120
+        prometheus = Prometheus(workdir, targets, site)
+        up_within = 120 + hosts // 20  # the first rounds of 10,000 desks swamp the simulator for minutes
+        deadline = time.monotonic() + up_within
         while time.monotonic() < deadline:
             try:
-                if prometheus.query("count(up == 1) >= %d" % hosts):
+                if prometheus.query("count(up == 1) >= %d" % (hosts * 0.995)):  # the rest: "targets down"
                     break
             except OSError:
                 pass
             time.sleep(1)
         else:
-            raise SystemExit(f"fleet: {hosts} targets not all up within 120 s (see {workdir}/prometheus.log)")
+            raise SystemExit(f"fleet: {hosts} targets not all up within {up_within} s (see {workdir}/prometheus.log)")
         t0 = time.time() - 10
-        print(f"  {hosts} hosts up; warming up {args.warmup} s", flush=True)
+        print(f"  {site.label}: {hosts} hosts up; warming up {args.warmup} s", flush=True)
         time.sleep(args.warmup)
+        # Every group has run twice before measuring (a group run every minute may not have yet):
+        # a rule's first results are series created once, not churn.
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            runs = by_label(prometheus.own(), "prometheus_rule_group_iterations_total", "rule_group")
+            if runs and min(runs.values()) >= 2:
+                break
+            time.sleep(interval / 3)
         before, t1 = prometheus.own(), time.time()
         sim_cpu1, prom_cpu1 = cpu_seconds(sim.pid), cpu_seconds(prometheus.proc.pid)
-        rule_times: Dict[str, List[float]] = {"rules": [], "alerts": []}
+        rule_times: Dict[str, List[float]] = {}
         while time.time() < t1 + args.window:
-            time.sleep(args.interval)
+            time.sleep(interval)
             now = prometheus.own()
-            for group in rule_times:
-                rule_times[group] += pick(now, "prometheus_rule_group_last_duration_seconds",
-                                          rule_group=f";minerwatch.{group}")
+            for group, value in by_label(now, "prometheus_rule_group_last_duration_seconds", "rule_group").items():
+                rule_times.setdefault(group.rsplit(";", 1)[-1], []).append(value)
         after, t2 = prometheus.own(), time.time()
+        group_interval = {g.rsplit(";", 1)[-1]: v for g, v in
+                          by_label(after, "prometheus_rule_group_interval_seconds", "rule_group").items()}
         slowest = sorted(((r["evaluationTime"], r["name"]) for g in prometheus.get("/api/v1/rules")["data"]["groups"]
                           for r in g["rules"]), reverse=True)[:5]
         window = t2 - t1
         sim_cpu = (cpu_seconds(sim.pid) - sim_cpu1) / window
         prom_cpu = (cpu_seconds(prometheus.proc.pid) - prom_cpu1) / window
+        memory = rss_kib(prometheus.proc.pid)
         count = prometheus.by_kind("count by (kind) (up)")
         active = prometheus.by_kind('count by (kind) ({kind!=""})')
+        own = prometheus.by_kind('count by (kind) ({kind!="", __name__=~"up|scrape_.+"})')
         recorded = prometheus.by_kind('count by (kind) ({kind!="", __name__=~".+:.+"})')
         with_pid = prometheus.by_kind('count by (kind) ({kind!="", pid!=""})')
         carried: Dict[str, float] = {}
@@ -192,10 +277,12 @@ def run_size(hosts: int, args, shape: Path, workdir: Path) -> Dict[str, object]:
         tsdb_created = (pick(after, "prometheus_tsdb_head_series_created_total")[0]
                         - pick(before, "prometheus_tsdb_head_series_created_total")[0])
         per_day = 86400 / window
+        medians = {g: sorted(v)[len(v) // 2] for g, v in rule_times.items() if v}
         result = {
-            "hosts": hosts, "window_s": round(window, 1),
+            "side": site.label, "hosts": hosts, "window_s": round(window, 1),
             "hosts_by_kind": count,
             "series_per_host": {k: active.get(k, 0) / count[k] for k in count},
+            "own_per_host": {k: own.get(k, 0) / count[k] for k in count},
             "recorded_per_host": {k: recorded.get(k, 0) / count[k] for k in count},
             "pid_series_per_host": {k: with_pid.get(k, 0) / count[k] for k in count},
             "global_view_per_host": {k: carried.get(k, 0) / count[k] for k in count},
@@ -203,14 +290,22 @@ def run_size(hosts: int, args, shape: Path, workdir: Path) -> Dict[str, object]:
             "tsdb_created_in_window": tsdb_created, "alert_series_created_in_window": alerts_created,
             "tsdb_created_per_host_day": (tsdb_created - alerts_created) / hosts * per_day,
             "head_series": pick(after, "prometheus_tsdb_head_series")[0],
-            "rule_seconds": {g: (sorted(v)[len(v) // 2] if v else None, max(v) if v else None)
-                             for g, v in rule_times.items()},
+            "rule_group_median_s": medians,
+            "rule_group_max_s": {g: max(v) for g, v in rule_times.items() if v},
+            "rule_group_interval_s": group_interval,
+            # Each group's median cost spread over a 15 s round: a group run every 1 m costs a quarter.
+            "rule_s_per_15s_round": sum(m * 15 / group_interval.get(g, 15) for g, m in medians.items()),
             "slowest_rules": [(name, round(seconds * 1000)) for seconds, name in slowest],
-            "rss_bytes": pick(after, "process_resident_memory_bytes")[0],
+            "rss_bytes": memory["VmRSS"] * 1024, "rss_peak_bytes": memory["VmHWM"] * 1024,
             "prometheus_cores": prom_cpu, "fleetsim_cores": sim_cpu,
             "targets_down": float(down[0]["value"][1]) if down else 0.0,
-            "rule_iterations_missed": missed,
+            "rule_iterations_missed": missed, "load_average": os.getloadavg()[0],
         }
+        mib = 1024 * 1024
+        print(f"  {site.label}: series per idle / busy desk {result['series_per_host'].get('idle', 0):.1f} / "
+              f"{result['series_per_host'].get('busy', 0):.1f}, created per desk per day "
+              f"{result['tsdb_created_per_host_day']:.0f}, rules {result['rule_s_per_15s_round'] * 1000:.0f} ms "
+              f"per 15 s round, RSS {memory['VmRSS'] * 1024 / mib:.0f} MiB", flush=True)
         return result
     finally:
         if prometheus:
@@ -228,64 +323,68 @@ def learn(workdir: Path) -> Path:
     return path
 
 
-def extrapolate(small: dict, large: dict, hosts: int, key) -> float:
-    a, b = key(small), key(large)
-    return b + (b - a) * (hosts - large["hosts"]) / (large["hosts"] - small["hosts"])
-
-
-def report(results: List[dict], args) -> None:
+def rows(b: dict, a: dict) -> List[tuple]:
+    """(figure, before, after) of one fleet size."""
     mib = 1024 * 1024
+    out = []
+    for k in KINDS:
+        if k in a["hosts_by_kind"]:
+            def pair(key, fmt="{:.1f}"):
+                return tuple(fmt.format(r[key].get(k, 0)) for r in (b, a))
+            out.append((f"active series per {k} desk", *pair("series_per_host")))
+            out.append(("  of them Prometheus' own (up, scrape_*)", *pair("own_per_host")))
+            out.append(("  of them recorded by rules", *pair("recorded_per_host")))
+            out.append(("  of them with a pid label", *pair("pid_series_per_host")))
+            out.append(("  carried to the global view", *pair("global_view_per_host")))
+    out.append(("series created per desk per day (TSDB, alerts apart)",
+                f"{b['tsdb_created_per_host_day']:.0f}", f"{a['tsdb_created_per_host_day']:.0f}"))
+    out.append(("alert series created in the window", str(b["alert_series_created_in_window"]),
+                str(a["alert_series_created_in_window"])))
+    out.append(("head series", f"{b['head_series']:.0f}", f"{a['head_series']:.0f}"))
+    out.append(("rule evaluation per 15 s round, all groups (ms)", f"{b['rule_s_per_15s_round'] * 1000:.0f}",
+                f"{a['rule_s_per_15s_round'] * 1000:.0f}"))
+    for g in sorted(set(b["rule_group_median_s"]) | set(a["rule_group_median_s"])):
+        def cell(r):
+            if g not in r["rule_group_median_s"]:
+                return "-"
+            return (f"{r['rule_group_median_s'][g] * 1000:.0f} / {r['rule_group_max_s'][g] * 1000:.0f} "
+                    f"every {r['rule_group_interval_s'].get(g, 0):g} s")
+        out.append((f"  group {g}: median / max ms", cell(b), cell(a)))
+    out.append(("rule runs missed", f"{b['rule_iterations_missed']:.0f}", f"{a['rule_iterations_missed']:.0f}"))
+    out.append(("Prometheus RSS MiB (now / peak)", f"{b['rss_bytes'] / mib:.0f} / {b['rss_peak_bytes'] / mib:.0f}",
+                f"{a['rss_bytes'] / mib:.0f} / {a['rss_peak_bytes'] / mib:.0f}"))
+    out.append(("Prometheus cores", f"{b['prometheus_cores']:.2f}", f"{a['prometheus_cores']:.2f}"))
+    out.append(("fleetsim cores", f"{b['fleetsim_cores']:.2f}", f"{a['fleetsim_cores']:.2f}"))
+    out.append(("targets down", f"{b['targets_down']:.0f}", f"{a['targets_down']:.0f}"))
+    out.append(("load average after the run", f"{b['load_average']:.1f}", f"{a['load_average']:.1f}"))
+    return out
+
+
+def report(pairs: List[tuple], args) -> None:
     print()
-    print("| hosts | kind | hosts of kind | active series/host | of them recorded | with a pid label "
-          "| carried to the global view/host | pid series created/host/day |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in results:
-        for k in KINDS:
-            if k in r["hosts_by_kind"]:
-                print(f"| {r['hosts']} | {k} | {r['hosts_by_kind'][k]:.0f} | {r['series_per_host'][k]:.1f} "
-                      f"| {r['recorded_per_host'][k]:.1f} | {r['pid_series_per_host'][k]:.1f} "
-                      f"| {r['global_view_per_host'][k]:.1f} | {r['created_pid_per_host_day'][k]:.0f} |")
-    print()
-    print("| hosts | head series | series created/host/day (TSDB, alerts apart) | of them with a pid (series API) "
-          "| alert series created | rule group ms (median / max): rules, alerts | Prometheus RSS MiB "
-          "| Prometheus cores | fleetsim cores | targets down | rule runs missed |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in results:
-        rules = r["rule_seconds"]
-        pid = sum(r["created_pid_per_host_day"][k] * r["hosts_by_kind"][k] for k in r["hosts_by_kind"]) / r["hosts"]
-        ms = ", ".join(f"{v[0] * 1000:.0f} / {v[1] * 1000:.0f}" if v[0] is not None else "-" for v in rules.values())
-        print(f"| {r['hosts']} | {r['head_series']:.0f} | {r['tsdb_created_per_host_day']:.0f} | {pid:.0f} "
-              f"| {r['alert_series_created_in_window']} | {ms} "
-              f"| {r['rss_bytes'] / mib:.0f} | {r['prometheus_cores']:.2f} | {r['fleetsim_cores']:.2f} "
-              f"| {r['targets_down']:.0f} | {r['rule_iterations_missed']:.0f} |")
-    for r in results:
-        print(f"slowest rules at {r['hosts']} hosts (ms, last evaluation): "
-              + ", ".join(f"{name} {ms}" for name, ms in r["slowest_rules"]))
-    if len(results) >= 2:
-        small, large = results[0], results[-1]
-        n = args.extrapolate
-        head = extrapolate(small, large, n, lambda r: r["head_series"])
-        rss = extrapolate(small, large, n, lambda r: r["rss_bytes"])
-        rules = extrapolate(small, large, n, lambda r: sum(v[0] for v in r["rule_seconds"].values()))
-        per_day = large["tsdb_created_per_host_day"]
-        print()
-        print(f"Extrapolated linearly to {n} hosts per site: {head:.0f} active head series, rule evaluation "
-              f"{rules * 1000:.0f} ms per {args.interval} s round (both groups, medians), RSS {rss / mib:.0f} MiB "
-              f"after {large['window_s'] + args.warmup:.0f} s of data. Series created: {per_day * n / 24:.0f} "
-              "per hour; "
-              f"the head keeps a series up to about 3 h after its last sample, so up to "
-              f"{head + per_day * n / 24 * 3:.0f} head series in steady state, before the samples of 2 h that "
-              "steady state also holds in memory.")
+    print(f"| hosts | figure | before ({args.before}) | after (working tree) |")
+    print("|---|---|---|---|")
+    for b, a in pairs:
+        for figure, before, after in rows(b, a):
+            print(f"| {a['hosts']} | {figure} | {before} | {after} |")
+    for b, a in pairs:
+        for r in (b, a):
+            print(f"slowest rules at {r['hosts']} hosts, {r['side']} (ms, last evaluation): "
+                  + ", ".join(f"{name} {ms}" for name, ms in r["slowest_rules"]))
+    print(f"Measured with {pairs[-1][1]['window_s'] + args.warmup:.0f} s of data per run; the head keeps a series "
+          "up to about 3 h after its last sample, so a long-running site also holds the series created in the "
+          "last 3 h (created per desk per day / 8 per desk).")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hosts", default="1000,5000", help="fleet sizes, comma-separated (default 1000,5000)")
-    parser.add_argument("--interval", type=int, default=15, help="scrape and rule interval, seconds (default 15)")
+    parser.add_argument("--hosts", default="1000,5000,10000",
+                        help="fleet sizes, comma-separated (default 1000,5000,10000)")
+    parser.add_argument("--before", default="HEAD",
+                        help="git revision whose site config and rules are 'before' (default HEAD)")
     parser.add_argument("--warmup", type=int, default=40, help="seconds of scrapes before measuring (default 40)")
     parser.add_argument("--window", type=int, default=90, help="measured seconds per fleet size (default 90)")
     parser.add_argument("--busy-share", type=float, default=0.3, help="share of busy desktops (default 0.3)")
-    parser.add_argument("--extrapolate", type=int, default=10000, help="hosts per site to extrapolate to")
     parser.add_argument("--json", help="write every figure to this file")
     defaults = fleetsim.Model()
     for f in dataclasses.fields(fleetsim.Model):
@@ -306,16 +405,26 @@ def main(argv=None) -> int:
         print("fleet: prometheus not found (Debian package prometheus)", file=sys.stderr)
         return 2
     version = subprocess.run(["prometheus", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
-    print(f"{datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, {platform.platform()}, {version}; "
-          f"load average {os.getloadavg()[0]:.1f}; scrape and rule interval {args.interval} s, busy share "
-          f"{args.busy_share}, model {dataclasses.asdict(args.model)}", flush=True)
-    results = []
+    results, pairs = [], []
     with tempfile.TemporaryDirectory(prefix="minerwatch-fleet-") as tmp:
+        sides = [site_of(archive(args.before, Path(tmp) / "before"), "before"), site_of(ROOT, "after")]
+        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.before],
+                             capture_output=True, text=True).stdout.strip()
+        print(f"{datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, {platform.platform()}, "
+              f"{version}; load average {os.getloadavg()[0]:.1f}; busy share {args.busy_share}, model "
+              f"{dataclasses.asdict(args.model)}; before = {args.before} "
+              f"({rev}), "
+              "after = the working tree", flush=True)
+        for site in sides:
+            print(f"{site.label}: scrape every {site.scrape_interval}, rules every {site.evaluation_interval} "
+                  f"(groups may set their own), {len(site.relabel)} metric_relabel_configs", flush=True)
         shape = learn(Path(tmp))
         for hosts in (int(h) for h in args.hosts.split(",")):
             print(f"fleet of {hosts} hosts:", flush=True)
-            results.append(run_size(hosts, args, shape, Path(tmp) / f"hosts-{hosts}"))
-    report(results, args)
+            pair = tuple(run_size(hosts, args, shape, Path(tmp) / f"{site.label}-{hosts}", site) for site in sides)
+            pairs.append(pair)
+            results += pair
+    report(pairs, args)
     print(f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k != "model"},

@@ -19,9 +19,9 @@ from functools import lru_cache
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 from minerwatch.antivirus.model import GLOB, PATH, PREFIX, PROCESS, REGEX, Exclusion, expand_windows_vars
-from minerwatch.data import shipped_lines
+from minerwatch.data import VENDOR_EXCLUSIONS, shipped_lines
 
-SHIPPED = "vendor_exclusions.txt"
+SHIPPED = VENDOR_EXCLUSIONS
 KINDS = ("program", "folder", "process")
 
 # What %VAR% means when the exporter's environment lacks it (Windows' own defaults).

@@ -6,6 +6,11 @@ dns_queries.py, udp_owners.py), pools.py holds the lists, monitor.py decides whi
 to a pool and on what evidence (stratum, sni, connect, list, dns, dns_query; site, dns_answer, lookup
 and port are weak). This module exports what it found.
 
+On Windows there is no packet socket: pool names come from the DNS client's log (event 3008,
+windows/dns_events.py, network/dns_client.py: `dns`, `dns_answer`, `dns_query`, `lookup` as on
+Linux), and connections to the configured web proxies are counted (windows/proxy.py); what a
+client asks its proxy for is not seen there (docs/network.md, "Windows").
+
 By default the exporter sends no DNS query at all (`resolve_max_names: 0`): ten thousand desks
 asking for mining-pool names every few minutes is itself what DNS filters flag as infection.
 Any evidence but `site`, `port`, `dns_answer` and `lookup` gives the process the `pool_connection` signal
@@ -20,12 +25,17 @@ Sample output:
 
 from __future__ import annotations
 
+import importlib
 import logging
-from typing import Iterable, Optional, Tuple
+import os
+from typing import Dict, Iterable, List, Optional, Tuple
 
+from minerwatch import windows
+from minerwatch.antivirus.sources import registry_module
 from minerwatch.collectors.base import Collector, Context, register
 from minerwatch.serving.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 from minerwatch.network.dns import RESPONSE_RESULTS
+from minerwatch.network.dns_client import EVENT_RESULTS, DnsClientAnswers, DnsClientLog
 from minerwatch.network.dns_queries import OWNER_RESULTS, QUERY_RESULTS, QueryTracker
 from minerwatch.network.monitor import PoolMonitor
 from minerwatch.network.pools import PoolListLoader, PoolResolver, Resolve, system_resolve
@@ -36,6 +46,8 @@ from minerwatch.network.udp_owners import UdpOwners
 from minerwatch.text import host_text
 
 log = logging.getLogger("minerwatch.network")
+_AUTO = object()
+MAX_PROXIES = 16  # configured proxies exported one by one
 
 
 @register
@@ -48,6 +60,8 @@ class NetworkCollector(Collector):
         context: Context,
         resolve: Resolve = system_resolve,
         sockets=None,
+        win32=_AUTO,
+        winreg=_AUTO,
     ):
         super().__init__(context)
         settings = context.config.network
@@ -64,9 +78,22 @@ class NetworkCollector(Collector):
         self.sniffer = self._start_sniffer(settings)
         max_suspects = context.config.process.max_suspects
         self.max_series = max_suspects
+        if win32 is _AUTO:
+            win32 = windows.load()
+            if win32 is not None:
+                win32.win32inet = _optional_module("win32inet")
+        if winreg is _AUTO:
+            winreg = registry_module() if win32 is not None else None
+        self.dns_client = self._dns_client(win32) if win32 is not None and self.sniffer is None else None
+        self.proxies = None
+        if win32 is not None:
+            from minerwatch.windows.proxy import ProxySettingsReader
+
+            self.proxies = ProxySettingsReader(winreg, getattr(win32, "win32inet", None), os.environ)
+        self._proxy_errors: Dict[str, str] = {}
         self.monitor = PoolMonitor(
             self.pools, self.resolver, sockets or default_sockets(context.procfs), self.sniffer, max_suspects,
-            lists=self.lists, resolve_max_names=settings.resolve_max_names,
+            lists=self.lists, resolve_max_names=settings.resolve_max_names, dns_client=self.dns_client,
         )
         if context.processes is not None:  # one classification: the process table asks the monitor
             context.processes.add_signal_source(self.monitor)
@@ -87,6 +114,15 @@ class NetworkCollector(Collector):
             )
         log.info("Stratum/TLS sniffer unavailable (%s): give the exporter CAP_NET_RAW to enable it", sniffer.error)
         return None
+
+    def _dns_client(self, win32) -> DnsClientLog:
+        """The DNS client's log in place of the sniffer's DNS path (Windows)."""
+        from minerwatch.windows.dns_events import ChannelReader, DnsEventReader
+
+        self.dns_events = DnsEventReader(win32.win32evtlog)
+        match = lambda name: self.lists.pools.match_domain(name)  # noqa: E731
+        answers = DnsClientAnswers(match, self._is_endpoint)
+        return DnsClientLog(self.dns_events.read, answers, ChannelReader(win32.win32evtlog).read, log)
 
     def _is_endpoint(self, name: str) -> bool:
         """A Stratum endpoint of the list in use (the one reloaded last); other pool names are web sites."""
@@ -192,6 +228,8 @@ class NetworkCollector(Collector):
         addresses.add_metric(["list"], pools.literal_count)
         addresses.add_metric(["dns"], self.resolver.address_count)
         addresses.add_metric(["dns_answers"], len(state.learned))
+        if self.dns_client is not None:
+            addresses.add_metric(["dns_client_log"], len(self.dns_client.answers))
         yield addresses
         responses = CounterMetricFamily(
             "minerwatch_network_dns_responses",
@@ -263,3 +301,97 @@ class NetworkCollector(Collector):
             "/proc/PID/fd links read to find the process of matched connections (only matches cost reads).",
             value=self.monitor.sockets.fd_reads_total,
         )
+        if self.dns_client is not None or self.proxies is not None:
+            yield from self._windows_families()
+
+    def _windows_families(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily(
+            "minerwatch_network_source_up",
+            "1 if a Windows source of the network collector was read at the last scrape, 0 if it failed "
+            "(see the log): dns_client_channel, dns_client_events, proxy_wininet, proxy_winhttp, proxy_environment.",
+            labels=["source"],
+        )
+        client = self.dns_client
+        if client is not None:
+            for source in ("dns_client_channel", "dns_client_events"):
+                if source in client.up:
+                    up.add_metric([source], client.up[source])
+            if client.enabled is not None:
+                yield GaugeMetricFamily(
+                    "minerwatch_network_dns_client_log_enabled",
+                    "1 if the DNS client's log (Microsoft-Windows-DNS-Client/Operational) is enabled, 0 if not: "
+                    "without it pool names are not learned on Windows (wevtutil sl ... /e:true).",
+                    value=1 if client.enabled else 0,
+                )
+            events = CounterMetricFamily(
+                "minerwatch_network_dns_client_events",
+                "DNS client query events (3008) read from its log, by result: pool (a listed name answered), "
+                "other, failed (no answer: no such name, timeout), malformed (not parsed).",
+                labels=["result"],
+            )
+            counts = dict(client.answers.events)
+            counts["malformed"] = self.dns_events.malformed_total
+            for result in EVENT_RESULTS:
+                events.add_metric([result], counts.get(result, 0))
+            yield events
+        if self.proxies is not None:
+            proxies, errors = self.proxies.read()
+            self._log_proxy_errors(errors)
+            for source in self.proxies.sources:
+                up.add_metric([f"proxy_{source}"], 0 if source in errors else 1)
+            yield from self._proxy_families(proxies)
+        yield up
+
+    def _log_proxy_errors(self, errors: Dict[str, str]) -> None:
+        for source, text in errors.items():
+            if self._proxy_errors.get(source) != text:
+                log.error("cannot read the %s proxy settings: %s", source, text)
+        for source in set(self._proxy_errors) - set(errors):
+            log.info("the %s proxy settings are readable again", source)
+        self._proxy_errors = dict(errors)
+
+    def _proxy_families(self, proxies: List) -> Iterable[Metric]:
+        info = GaugeMetricFamily(
+            "minerwatch_network_proxy_info",
+            "A web proxy the host is configured to use, by where it is set: wininet (a user's Internet Settings), "
+            f"winhttp (the machine default), environment (the exporter's own). At most {MAX_PROXIES} series.",
+            labels=["source", "proxy"],
+        )
+        for proxy in proxies[:MAX_PROXIES]:
+            info.add_metric([proxy.source, str(proxy)], 1)
+        yield info
+        wanted: Dict[Tuple[str, int], str] = {}
+        for proxy in proxies[:MAX_PROXIES]:
+            if proxy.address is not None:
+                wanted.setdefault((proxy.address, proxy.port), str(proxy))
+        conns: Dict[str, int] = {shown: 0 for shown in wanted.values()}
+        pids: Dict[str, set] = {shown: set() for shown in wanted.values()}
+        for conn in self.monitor.connections:
+            shown = wanted.get((conn.remote.ip, conn.remote.port))
+            if shown is not None:
+                conns[shown] += 1
+                if conn.pid is not None:
+                    pids[shown].add(conn.pid)
+        total = GaugeMetricFamily(
+            "minerwatch_network_proxy_connections",
+            "Outgoing connections to a configured proxy written as an address, in the last scan (what each asks "
+            "the proxy for is not seen on Windows).",
+            labels=["proxy"],
+        )
+        processes = GaugeMetricFamily(
+            "minerwatch_network_proxy_processes",
+            "Processes with a connection to a configured proxy written as an address, in the last scan.",
+            labels=["proxy"],
+        )
+        for shown in conns:
+            total.add_metric([shown], conns[shown])
+            processes.add_metric([shown], len(pids[shown]))
+        yield total
+        yield processes
+
+
+def _optional_module(name: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None

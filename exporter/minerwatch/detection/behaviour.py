@@ -35,23 +35,24 @@ resident bytes, in a tight window), and either librandomx mapped or a connection
 rhythm. smaps, the costly read, is read only when all the rest holds, at most once per
 `window_seconds` per process.
 
-Linux only (procfs). Unreadable files (another user's /proc/PID/io without CAP_SYS_PTRACE)
-mean "cannot say": the signal is then not given.
+The figures above are named as Linux reads them; the same decisions, with the same thresholds,
+judge what Windows gives through psutil (probe_readers.py says what stands for what there, and
+what that costs in precision). Unreadable figures (another user's /proc/PID/io without
+CAP_SYS_PTRACE, a protected Windows process) mean "cannot say": the signal is then not given.
 """
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Deque, Dict, List, Optional, Tuple
+from typing import Deque, Dict, List, Optional, Tuple
 
-from minerwatch.detection.memory_shape import MapsView, read_maps, resident_randomx
+from minerwatch.detection.memory_shape import MapsView
 from minerwatch.detection.pool_rhythm import PoolRhythm
 
 MiB = 1 << 20
 MAX_THREADS = 512  # a process with more threads is sampled without its per-thread figures
-_NO_MAPS = MapsView((), "")
+NO_MAPS = MapsView((), "")
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,10 @@ class Sample:
     voluntary_switches: Optional[int]
     thread_cpu: Dict[int, float]  # tid -> cpu seconds
     sockets: Optional[Dict[int, Tuple[int, int, int, int]]]  # inode -> (acked, received, segs out, segs in)
-    maps: MapsView = _NO_MAPS  # RandomX-sized anonymous mappings, librandomx
+    maps: MapsView = NO_MAPS  # RandomX-sized anonymous mappings, librandomx
     device_share: Optional[float] = None  # share of a GPU when the process is busy on one
+    # Windows: `sockets` is one entry, the process's whole I/O, standing for this many connections
+    connections: Optional[int] = None
 
 
 @dataclass
@@ -91,114 +94,19 @@ class Track:
     rhythm: PoolRhythm = field(default_factory=PoolRhythm)
     fed: float = float("-inf")  # time of the last sample fed to `rhythm`
     smaps_time: float = float("-inf")  # when smaps was last read...
-    smaps: Tuple[str, int] = ("", 0)  # ...and what it showed: (RandomX kind, resident bytes)
-
-
-def _read(path: str) -> Optional[bytes]:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def read_io(base: str) -> Optional[int]:
-    raw = _read(f"{base}/io")
-    if raw is None:
-        return None
-    total = 0
-    for line in raw.splitlines():
-        if line.startswith((b"rchar:", b"wchar:")):
-            total += int(line.split()[1])
-    return total
-
-
-def read_threads(base: str, ticks: float) -> Tuple[Dict[int, float], Optional[int]]:
-    """Per-thread CPU seconds and the voluntary context switches of all threads."""
-    try:
-        tids = os.listdir(f"{base}/task")
-    except OSError:
-        return {}, None
-    if len(tids) > MAX_THREADS:
-        return {}, None
-    cpu: Dict[int, float] = {}
-    switches = 0
-    for tid in tids:
-        stat = _read(f"{base}/task/{tid}/stat")
-        status = _read(f"{base}/task/{tid}/status")
-        if stat is None or status is None:
-            continue  # a thread that just ended
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        cpu[int(tid)] = (int(fields[11]) + int(fields[12])) / ticks
-        at = status.find(b"voluntary_ctxt_switches:")
-        if at >= 0:
-            switches += int(status[at:].split(None, 2)[1])
-    return cpu, switches
-
-
-def socket_inodes(base: str, limit: int = 64) -> Optional[list]:
-    """Socket inodes the process holds; None when unreadable or more than `limit` fds."""
-    try:
-        fds = os.listdir(f"{base}/fd")
-    except OSError:
-        return None
-    if len(fds) > 1024:
-        return None
-    out = []
-    for fd in fds:
-        try:
-            link = os.readlink(f"{base}/fd/{fd}")
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            out.append(int(link[8:-1]))
-            if len(out) > limit:
-                return None
-    return out
+    smaps: Tuple[str, int, str] = ("", 0, "")  # ...and what it showed: (RandomX kind, bytes, what)
 
 
 class BehaviourCheck:
     """Samples busy processes and judges their last window."""
 
-    def __init__(self, procfs: str = "/proc", limits: Optional[BehaviourLimits] = None,
-                 tcp_dump: Optional[Callable[[], Dict]] = None):
-        self.procfs = procfs
+    def __init__(self, sampler, limits: Optional[BehaviourLimits] = None):
+        self.sampler = sampler  # probe_readers.py: ProcfsSampler (Linux) or PsutilSampler (Windows)
         self.limits = limits or BehaviourLimits()
-        self._ticks = float(os.sysconf("SC_CLK_TCK"))
-        if tcp_dump is None:
-            from minerwatch.detection.tcp_flows import dump as tcp_dump  # here: netlink only where used
-        self._tcp_dump = tcp_dump
-        self._tcp: Optional[Dict] = None
-        self._tcp_round: Optional[float] = None
-        self.tcp_errors_total = 0
 
-    def _connections(self, now: float) -> Optional[Dict]:
-        """One dump per probe round, shared by the processes probed in it."""
-        if self._tcp_round != now:
-            self._tcp_round = now
-            try:
-                self._tcp = self._tcp_dump()
-            except OSError:
-                self.tcp_errors_total += 1
-                self._tcp = None
-        return self._tcp
-
-    def sample(self, pid: int, cpu_seconds: float, rss_bytes: int, now: float, round_id: float,
+    def sample(self, pid: int, cpu_seconds: float, rss_bytes: int, now: float, round_id,
                device_share: Optional[float] = None) -> Sample:
-        base = f"{self.procfs}/{pid}"
-        threads, switches = read_threads(base, self._ticks)
-        inodes = socket_inodes(base)
-        sockets = None
-        if inodes is not None:
-            table = self._connections(round_id)
-            if table is not None:
-                sockets = {}
-                for inode in inodes:
-                    c = table.get(inode)
-                    if c is not None:
-                        sockets[inode] = (c.bytes_acked, c.bytes_received, c.data_segs_out, c.data_segs_in)
-        maps = read_maps(base) if device_share is None else _NO_MAPS  # RandomX is a CPU algorithm
-        return Sample(now, cpu_seconds, read_io(base), switches, threads, sockets, maps, device_share)
+        return self.sampler.sample(pid, cpu_seconds, now, round_id, device_share)
 
     def judge(self, track: Track, pid: Optional[int] = None) -> Dict[str, str]:
         """Signals (name -> reason) from the samples of the last window (`pid`: where to read
@@ -290,7 +198,8 @@ class BehaviourCheck:
         """(the pool session seen, "") or ("", what broke), from the connections."""
         lim = self.limits
         seconds = b.time - a.time
-        if len(b.sockets) > lim.max_connections:
+        count = len(b.sockets) if b.connections is None else b.connections
+        if count > lim.max_connections:
             return "", "connection_count"
         sent = received = messages = 0
         for inode, (acked, got, segs_out, segs_in) in b.sockets.items():
@@ -310,7 +219,7 @@ class BehaviourCheck:
         if not rhythmic:
             return "", "no_pool_rhythm"
         pushes, client = max(rhythmic)
-        return (f"{len(b.sockets)} connection(s) carrying {sent / seconds:.0f} B/s out and "
+        return (f"{count} connection(s) carrying {sent / seconds:.0f} B/s out and "
                 f"{received / seconds:.0f} B/s in, with a pool session's rhythm: {pushes} messages "
                 f"pushed unasked in {lim.push_memory_seconds:.0f}s, client messages in {client} "
                 f"intervals of {lim.rhythm_window_seconds:.0f}s"), ""
@@ -331,9 +240,9 @@ class BehaviourCheck:
             return ""
         if b.time - track.smaps_time >= self.limits.window_seconds:
             track.smaps_time = b.time
-            track.smaps = resident_randomx(f"{self.procfs}/{pid}", b.maps.candidates)
-        kind, resident = track.smaps
+            track.smaps = self.sampler.randomx(pid, b)
+        kind, resident, what = track.smaps
         if not kind:
             return ""
-        return (f"resident anonymous mapping of {resident / MiB:.0f} MiB (RandomX {kind}), CPU flat at "
+        return (f"{what} of {resident / MiB:.0f} MiB (RandomX {kind}), CPU flat at "
                 f"{mean:.2f} cores, {why}")

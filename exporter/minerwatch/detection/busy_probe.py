@@ -11,8 +11,9 @@ nothing. What it looks at, and how often:
                                   background (exe_worker.py): asked at each probe until known
     once per process life         a miner configuration file (miner_config.py)
     every probe                   samples for the behaviour and memory-shape checks, judged over
-                                  their window (behaviour.py; Linux /proc only); smaps at most
-                                  once a window, only for a process that looks like a miner
+                                  their window (behaviour.py), read from /proc on Linux, through
+                                  psutil elsewhere (probe_readers.py); smaps at most once a
+                                  window, only for a process that looks like a miner
 
 The checks are independent: the configuration and the behaviour never wait for the file scan.
 Its signals (and the sha256 the process collector exports) join the process's signals at the
@@ -32,11 +33,12 @@ from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
 from minerwatch.detection import tcp_flows
-from minerwatch.detection.behaviour import BehaviourCheck, BehaviourLimits, Track, socket_inodes
+from minerwatch.detection import miner_config
+from minerwatch.detection.behaviour import BehaviourCheck, BehaviourLimits, Track
 from minerwatch.detection.exe_content import ExePatterns, ExeScanner
 from minerwatch.detection.exe_patterns import shipped_patterns
 from minerwatch.detection.exe_worker import ScanWorker
-from minerwatch.detection.miner_config import find as find_miner_config
+from minerwatch.detection.probe_readers import ProcfsSampler, PsutilSampler, socket_inodes
 from minerwatch.detection.signatures import Signatures, script_of
 from minerwatch.text import host_text
 
@@ -72,7 +74,13 @@ class BusyProbe:
         # only, and a process without sockets costs no dump at all (tcp_flows.py).
         self._own_dump = tcp_dump is None
         self._wanted: Optional[set] = None
-        self.behaviour = BehaviourCheck(procfs, limits, tcp_dump or self._dump_wanted) if procfs else None
+        self.behaviour = None
+        if procfs:
+            self.behaviour = BehaviourCheck(ProcfsSampler(procfs, tcp_dump or self._dump_wanted), limits)
+        elif getattr(reader, "windows", False) and callable(getattr(reader, "process", None)):
+            # psutil's reader on Windows (its Windows API: probe_readers.py)
+            self._own_dump = False
+            self.behaviour = BehaviourCheck(PsutilSampler(reader.process, reader.psutil), limits)
         self._states: Dict[Tuple[int, float], ProbeState] = {}
         self.probes_total = 0
         self.failures_total = 0
@@ -120,6 +128,14 @@ class BusyProbe:
                 log.error("busy probe failed for pid %d: %s", stat.pid, host_text(f"{type(exc).__name__}: {exc}", 256))
         return state.signals
 
+    def verdict(self, key: Tuple[int, float]) -> Optional[str]:
+        """The behaviour condition the process's last judged window broke ("" when it held);
+        None without a behaviour check or before a first sample (for the log and the tests)."""
+        state = self._states.get(key)
+        if self.behaviour is None or state is None or not state.track.samples:
+            return None
+        return state.track.broken
+
     def unscanned(self, now: float) -> int:
         """Processes probed in the last two intervals whose files are not scanned yet."""
         horizon = now - 2 * self.interval
@@ -153,10 +169,15 @@ class BusyProbe:
         return None if pending else out
 
     def _config(self, facts) -> Dict[str, str]:
+        found = None
         if self.procfs:
-            found = find_miner_config(self.procfs, facts.pid, facts.argv)
-            if found is not None:
-                return {found.signal: found.reason}
+            found = miner_config.find(self.procfs, facts.pid, facts.argv)
+        else:
+            process = getattr(self.reader, "process", None)  # psutil's reader: the look through psutil (Windows)
+            if callable(process):
+                found = miner_config.find_psutil(process(facts.pid), facts.argv)
+        if found is not None:
+            return {found.signal: found.reason}
         return {}
 
     def _dump_wanted(self):

@@ -14,6 +14,13 @@ mappings of at least the cache's size) and for a mapped file named librandomx*. 
 candidate exists and the process already looks like a miner otherwise (behaviour.py decides)
 is /proc/PID/smaps read, the kernel's costly walk of every page table: at most SMAPS_BYTES, and
 no further than the last candidate.
+
+On Windows (probe_readers.PsutilSampler) no reader gives one private allocation's size: the
+process's committed private bytes are compared instead (`private_randomx_kind`). A miner's process
+holds the dataset and, beside it, the cache it was built from (XMRig: "2080+256 MB"), a 2 MiB
+scratchpad per hashing thread and its own code and heap, so the window above each size is
+the cache (for the dataset), `SCRATCHPAD` per thread and `PRIVATE_SLACK`: wider than the
+mapping's window, so the rest of the check (behaviour.py) carries more of the precision there.
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ CACHE_BYTES = 262144 * 1024  # RandomX cache: Argon2 memory, 256 MiB
 GIB_PAGES_DATASET = 3 << 30  # the dataset on 1 GiB pages: three of them
 SLACK = 12 * MiB  # an adjacent thread stack merged in (8 MiB), malloc headers, alignment pages
 MAX_CANDIDATE_BYTES = 4 << 30
+SCRATCHPAD = 2 * MiB  # RandomX scratchpad (RANDOMX_SCRATCHPAD_L3), one per hashing thread
+PRIVATE_SLACK = 64 * MiB  # a miner's own code, heap and thread stacks beside RandomX's memory
+MAX_SCRATCHPADS = 256  # threads counted for scratchpads, whatever the process holds
 MAPS_BYTES = 4 * MiB
 SMAPS_BYTES = 4 * MiB
 _CHUNK = 64 * 1024
@@ -37,6 +47,7 @@ _HEX = frozenset(bytes([c]) for c in b"0123456789abcdef")
 class MapsView:
     candidates: Tuple[Tuple[int, int], ...]  # (start, end) of anonymous mappings of RandomX size or more
     librandomx: str  # the basename of a mapped librandomx*, "" if none
+    threads: int = 0  # Windows: the process's threads, for the private-bytes window
 
 
 def randomx_kind(resident: int) -> str:
@@ -44,6 +55,16 @@ def randomx_kind(resident: int) -> str:
     if DATASET_BYTES <= resident <= DATASET_BYTES + SLACK or resident == GIB_PAGES_DATASET:
         return "dataset"
     if CACHE_BYTES <= resident <= CACHE_BYTES + SLACK:
+        return "cache"
+    return ""
+
+
+def private_randomx_kind(private: int, threads: int) -> str:
+    """'dataset', 'cache' or '' for a whole process's committed private bytes (Windows)."""
+    extra = SCRATCHPAD * min(max(threads, 1), MAX_SCRATCHPADS) + PRIVATE_SLACK
+    if DATASET_BYTES <= private <= DATASET_BYTES + CACHE_BYTES + extra:
+        return "dataset"
+    if CACHE_BYTES <= private <= CACHE_BYTES + extra:
         return "cache"
     return ""
 

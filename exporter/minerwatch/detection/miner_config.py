@@ -12,6 +12,14 @@ file, deleted or not. Every path goes through /proc/PID/cwd, /proc/PID/root or /
 what the process sees, through its own mount namespace (containers, systemd PrivateTmp, a tmpfs
 mounted over the folder), a renamed or deleted folder, or a deleted file it keeps open.
 
+On Windows `find_psutil` looks at the same places through a psutil Process: its working
+directory and executable folder, `-c` (relative to the working directory), XMRig's
+`%APPDATA%\\xmrig.json` and `%USERPROFILE%\\.xmrig.json` (from its environment, else its own
+account's folder under `X:\\Users` where it runs), and its open files. Only drive-letter paths
+are opened (a UNC path from the user's environment would be a connection to a host the user
+names). A psutil refusal (a protected process, another session's, one that exits) ends that
+part of the look quietly. Same bounds, same judgement, same reasons.
+
 What counts: a pool entry (in a `pools` or `pool_list` list: XMRig, xmrig-proxy, SRBMiner,
 xmr-stak) whose URL is one a miner connects to (stratum+tcp/ssl/tls/udp, tcp/ssl/tls/udp or no
 scheme: host:port; never http(s), postgresql, jdbc, redis, amqp, ldap, mongodb...) and that has
@@ -43,10 +51,13 @@ read and closed before deleting it.
 from __future__ import annotations
 
 import bisect
+import ntpath
 import os
 import re
 import time
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import psutil
 
 from minerwatch.detection import bounded_json
 from minerwatch.detection.redact import redact_text
@@ -360,25 +371,33 @@ def open_files(procfs: str, pid: int, named: str = "") -> List[str]:
     return out
 
 
-class _Budget:
-    """Files and bytes left for one look."""
+Opener = Callable[[str, int], Optional[bytes]]
 
-    def __init__(self) -> None:
+
+class _Budget:
+    """Files and bytes left for one look. `opener(path, limit)` reads at most `limit` bytes of a
+    regular file (None otherwise), `stat(path)` tells a file seen twice under two names."""
+
+    def __init__(self, opener: Opener = read_regular, stat: Callable[[str], Any] = os.stat) -> None:
         self.files, self.bytes = MAX_FILES, MAX_TOTAL_BYTES
         self.started = time.thread_time()
         self.seen: set = set()
+        self.opener, self.stat = opener, stat
 
     def read(self, path: str) -> Optional[str]:
         if self.files <= 0 or self.bytes <= 0 or time.thread_time() - self.started > LOOK_CPU_SECONDS:
             return None
         try:
-            identity = os.stat(path)[1:3]
+            info = self.stat(path)
         except OSError:
             return None
+        # (inode, device); a file system without file ids (st_ino 0) is told apart by its path,
+        # case-insensitively as NTFS compares names
+        identity = (info.st_ino, info.st_dev) if getattr(info, "st_ino", 0) else ("path", path.lower())
         if identity in self.seen:
             return None
         self.seen.add(identity)
-        data = read_regular(path, min(MAX_BYTES, self.bytes))  # a FIFO named config.json must not hang us
+        data = self.opener(path, min(MAX_BYTES, self.bytes))  # a FIFO named config.json must not hang us
         if data is None:
             return None
         self.files -= 1
@@ -410,4 +429,113 @@ def find(procfs: str, pid: int, argv: Sequence[str]) -> Optional[Match]:
         why = classify(text) if text else None
         if why:
             return Match("miner_config", f"open file {host_text(target, 96)}: {why}")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The same look through psutil (Windows)
+# ---------------------------------------------------------------------------------------------
+
+# XMRig's default places on Windows: %APPDATA%\xmrig.json and the profile's own files.
+APPDATA_NAMES = ("xmrig.json", "xmrig-proxy.json")
+PROFILE_NAMES = tuple(name.replace("/", "\\") for name in HOME_NAMES)
+_PROCESS_ERRORS = (psutil.Error, OSError, ValueError)  # AccessDenied, NoSuchProcess, a dead handle
+_DRIVE_PATH_RE = re.compile(r"^[a-z]:\\", re.IGNORECASE)
+_LEADING_DOTS_RE = re.compile(r"^(?:\.{1,2}\\)+")  # .\ and ..\ before a relative -c path
+_PROFILE_RE = re.compile(r"^([a-z]:\\users\\[^\\]+)(?:\\|$)", re.IGNORECASE)
+
+
+def _ask(call: Callable[[], Any]) -> Any:
+    """What a psutil call answers, or None for any of its errors: a process that exits, or that
+    the service may not open (protected, another session), is simply not looked at further."""
+    try:
+        return call()
+    except _PROCESS_ERRORS:
+        return None
+
+
+def _win_path(path: Any) -> str:
+    """A drive-letter path, normalised (`..`, doubled separators), or "" for anything else (a
+    UNC share would make the exporter open a connection to a host the user names)."""
+    if not isinstance(path, str) or not _DRIVE_PATH_RE.match(path) or "\0" in path:
+        return ""
+    return ntpath.normpath(path)
+
+
+def _profile(process: Any, exe: str, cwd: str) -> str:
+    """The account's profile folder without its environment: `X:\\Users\\NAME` where the process
+    runs or works there and NAME is its own account's (no directory look-up: it could wait)."""
+    account = _ask(process.username)
+    user = account.rsplit("\\", 1)[-1].lower() if isinstance(account, str) else ""
+    for path in (cwd, exe):
+        m = _PROFILE_RE.match(path)
+        if user and m and ntpath.basename(m.group(1)).lower() == user:
+            return m.group(1)
+    return ""
+
+
+def candidates_psutil(process: Any, argv: Sequence[str], env: Optional[Dict[str, str]] = None) -> Iterator[Tuple[str, str]]:
+    """(path, where it is shown as) for each file worth a look, cheapest first, as `candidates`
+    does through /proc: -c, the working directory, beside the executable, XMRig's own places."""
+    cwd = _win_path(_ask(process.cwd))
+    exe = _win_path(_ask(process.exe))
+    named = config_argument(argv)
+    if named:
+        path = _win_path(named) or (_win_path(ntpath.join(cwd, named)) if cwd and not named.startswith(("\\", "/")) else "")
+        if path:
+            yield path, f"-c {named}"
+    for name in NAMES:
+        if cwd:
+            yield ntpath.join(cwd, name), f"{name} in the working directory"
+    exe_dir = ntpath.dirname(exe) if exe else ""
+    if exe_dir and exe_dir.lower() != (cwd or "").lower():
+        for name in NAMES:
+            yield ntpath.join(exe_dir, name), f"{name} beside the executable"
+    if env is None:
+        env = _ask(process.environ)
+    env = {str(k).upper(): v for k, v in env.items()} if isinstance(env, dict) else {}
+    appdata = _win_path(env.get("APPDATA"))
+    if appdata:
+        for name in APPDATA_NAMES:
+            yield ntpath.join(appdata, name), f"%APPDATA%\\{name}"
+    profile = _win_path(env.get("USERPROFILE")) or _profile(process, exe, cwd)
+    if profile:
+        for name in PROFILE_NAMES:
+            yield ntpath.join(profile, name), f"%USERPROFILE%\\{name} (profile {profile})"
+
+
+def open_files_psutil(process: Any, named: str = "") -> List[str]:
+    """Config-like files the process holds open, and the file named by -c (`named`: as written,
+    matched as the end of the path, since the working directory it is relative to may be
+    refused) whatever its name; nothing for a process with more than MAX_FDS open files."""
+    files = _ask(process.open_files)
+    if not isinstance(files, list) or len(files) > MAX_FDS:
+        return []
+    named = _LEADING_DOTS_RE.sub("", ntpath.normpath(named).lower()) if named else ""
+    out = []
+    for entry in files:
+        path = _win_path(getattr(entry, "path", None))
+        low = path.lower()
+        if path and (low.endswith(OPEN_SUFFIXES) or (named and (low == named or low.endswith("\\" + named)))):
+            out.append(path)
+    return out
+
+
+def find_psutil(process: Any, argv: Sequence[str], env: Optional[Dict[str, str]] = None, *,
+                opener: Opener = read_regular, stat: Callable[[str], Any] = os.stat) -> Optional[Match]:
+    """miner_config for a psutil process (Windows), or None: the same files, bounds, judgement
+    and reasons as `find`. `env` is the process's environment when the caller has it already;
+    `opener` and `stat` read the disk (tests give a fake host's)."""
+    budget = _Budget(opener, stat)
+    argv = list(argv or ())
+    for path, shown in candidates_psutil(process, argv, env):
+        text = budget.read(path)
+        why = classify(text) if text else None
+        if why:
+            return Match("miner_config", f"{host_text(shown, 96)}: {why}")
+    for path in open_files_psutil(process, config_argument(argv)):
+        text = budget.read(path)
+        why = classify(text) if text else None
+        if why:
+            return Match("miner_config", f"open file {host_text(path, 96)}: {why}")
     return None

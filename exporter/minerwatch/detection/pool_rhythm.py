@@ -26,6 +26,11 @@ What it misses: an RPC worker whose master acknowledges each result and sends ta
 than twice in `rhythm_window_seconds` looks like a pool session (the other behaviour conditions
 still apply); a pool that pushes no job for `push_memory_seconds` delays the signal.
 
+On Windows no counters per connection are read: one "connection" stands for all the process's
+established ones, with its read and write transfers (bytes, operations) as the counters
+(probe_readers.py). Its file I/O then counts too, which can only hide the rhythm: fewer signals,
+none more.
+
 Judging costs a few comparisons per probed connection: the counters are those the probe already
 reads (tcp_flows.py), kept as at most 128 times per kind and connection. Defaults (behaviour.py's
 BehaviourLimits): rhythm window 120 s, push memory 30 min, two pushes, two client intervals.

@@ -29,6 +29,7 @@ from minerwatch.detection.names import may_fold, skeleton
 from minerwatch.detection.names import stem as _stem
 from minerwatch.detection.redact import redact_text as _redact_text
 from minerwatch.detection.user_regex import compile_user_pattern
+from minerwatch.detection import windows_places
 from minerwatch.yaml_file import Node, section_fields
 
 __all__ = [
@@ -62,8 +63,8 @@ SIGNALS: dict[str, str] = {
     "av_excluded": "executable or working directory lies under an antivirus exclusion (weak alone)",
     "pool_connection": "connection to a mining pool's Stratum endpoint (directly, through a proxy or SOCKS relay), Stratum seen on the wire, or repeated DNS queries for a pool endpoint",
     "exe_deleted": "executable was deleted after start (weak: upgraded daemons do this too)",
-    "exe_in_temp_dir": "executable, or the script an interpreter runs, in /tmp, /dev/shm, Downloads or a Windows temp folder (weak)",
-    "name_mismatch": "process name differs from the executable name without a benign reason (weak)",
+    "exe_in_temp_dir": "executable, or the script an interpreter runs, in /tmp, /dev/shm, Downloads, a Windows temp folder, or AppData or ProgramData outside real programs' folders (weak)",
+    "name_mismatch": "process name differs from the executable name without a benign reason, or a Windows system or common program's name runs outside its own folders (weak)",
     # Found by the busy probe (busy_probe.py): only for processes at or above suspect_busy_cores.
     "miner_exe_content": "executable (or the script it runs) holds byte patterns of two or more miner families (Stratum methods, algorithms, option tables, banners, donation pools)",
     "miner_config": "a miner configuration file (pool entries with a Stratum-like URL and a mark of mining, or XMRig's shape) in the working directory, beside the executable, in the home folder, named by -c/--config, or open (deleted too)",
@@ -867,7 +868,9 @@ class Signatures:
     # -- executable -----------------------------------------------------------------------------
 
     def match_executable(self, comm: str, exe: str, exe_deleted: bool, script: str = "") -> List[Match]:
-        """exe_deleted, exe_in_temp_dir and name_mismatch: the weak disguise signals.
+        """exe_deleted, exe_in_temp_dir and name_mismatch: the weak disguise signals. On Windows
+        (windows_places.py) AppData and ProgramData count as temp folders outside real programs'
+        own folders, and a listed Windows program's name outside its folders as a mismatch.
 
         `script` is the file an interpreter runs (see `script_of`): a miner written in Python or
         shell and dropped into /tmp runs a clean interpreter. The working directory does not
@@ -879,9 +882,16 @@ class Signatures:
             out.append(Match("exe_deleted", f"executable deleted: {_shorten(path, 96)}" if path else "executable deleted"))
         if path and _in_temp_dir(path):
             out.append(Match("exe_in_temp_dir", f"executable in a temp folder: {_shorten(path, 96)}"))
+        elif path and windows_places.in_user_folder(path):
+            out.append(Match("exe_in_temp_dir", f"executable in a user-writable folder: {_shorten(path, 96)}"))
         elif script and _in_temp_dir(script):
             out.append(Match("exe_in_temp_dir", f"script in a temp folder: {_shorten(script, 96)}"))
+        elif script and windows_places.in_user_folder(script):
+            out.append(Match("exe_in_temp_dir", f"script in a user-writable folder: {_shorten(script, 96)}"))
         mismatch = _name_mismatch(comm, path)
+        if mismatch is None and path and windows_places.out_of_place(path):
+            # a Windows system or common program's name outside the folders it installs to
+            mismatch = f"{_shorten(_basename(path), 64)} runs outside its own folders: {_shorten(path, 96)}"
         if mismatch is not None:
             out.append(Match("name_mismatch", mismatch))
         return out

@@ -415,6 +415,15 @@ class PsutilReader:
         except self._ps.NoSuchProcess:
             raise ReadError("vanished") from None
 
+    @property
+    def psutil(self):
+        """The psutil module read through (its exception classes, for the busy probe's reads)."""
+        return self._ps
+
+    def process(self, pid: int):
+        """The psutil Process of `pid`, for the busy probe's deeper looks; ReadError if it ended."""
+        return self._process(pid)
+
     def stat(self, pid: int, last: Optional[ProcStat] = None) -> ProcStat:
         ps = self._ps
         proc = self._process(pid)

@@ -27,6 +27,10 @@ UDP socket of their last query as the connection and the DNS server as its remot
                loop, typically against a DNS filter that blocks the pool): strong
     lookup     a pool's web site, or an endpoint asked once: weak, exported, never a signal
 
+On Windows the DNS client's log stands in for the sniffer's DNS path (dns_client.py): an address
+answered to a process that looked up a Stratum endpoint name is `dns` for that process's
+connections to it, `dns_answer` for any other; its look-ups count as `dns_query` / `lookup`.
+
 Any evidence but `site`, `port`, `dns_answer` and `lookup` gives the owner process the `pool_connection`
 signal: the monitor is a signal source of the process table (process_table.py).
 """
@@ -94,9 +98,11 @@ class PoolMonitor:
         clock: Callable[[], float] = time.monotonic,
         lists: Optional[PoolListLoader] = None,
         resolve_max_names: int = 0,
+        dns_client=None,
     ):
         self.pools, self.resolver, self.sockets, self.sniffer = pools, resolver, sockets, sniffer
         self.lists, self.resolve_max_names = lists, resolve_max_names
+        self.dns_client = dns_client  # network.dns_client.DnsClientLog (Windows), or None
         # connections made while their address was a learned pool address: they keep that
         # evidence for as long as they last, even after the DNS answer's time is up
         self._learned_conns: Dict[Tuple, Tuple[str, str, str]] = {}
@@ -106,6 +112,7 @@ class PoolMonitor:
         self._lock = threading.Lock()
         self._last = float("-inf")
         self.matches: List[PoolConnection] = []
+        self.connections: List[Conn] = []  # the last scan's outgoing connections
         self.weak_total = 0  # port-only connections, also those beyond the cap
         self.sniffer_state = SnifferState()
         self._reasons: Dict[int, str] = {}
@@ -187,7 +194,12 @@ class PoolMonitor:
             if ports is None or remote.port in ports:
                 found.append(("dns", name, f"an address of {name}"))
                 break
-        if not any(kind == "dns" for kind, _, _ in found):
+        if self.dns_client is not None and not any(kind == "dns" for kind, _, _ in found):
+            answered = self.dns_client.answers.evidence(conn, self.pools.name_ports)
+            if answered is not None:
+                learned_conns[key] = answered
+                found.append(answered)
+        if not any(kind in ("dns", "dns_answer") for kind, _, _ in found):
             seen = self._learned_conns.get(key)
             entry = learned.get(remote.ip)
             if entry is not None:
@@ -205,14 +217,20 @@ class PoolMonitor:
         self._reload_lists()
         state = self.sniffer.snapshot() if self.sniffer is not None else SnifferState()
         hits = state.hits
+        client = self.dns_client
+        if client is not None:
+            client.update()
         strong: List[PoolConnection] = []
         weak: List[PoolConnection] = []
         seen = set()
         learned_conns: Dict[Tuple, Tuple[str, str, str]] = {}
         # Nothing sniffed, learned or resolved (most hosts, most scrapes): a connection's evidence
         # is its endpoint's against the list, one look-up in a cache.
-        static_only = not hits and not state.learned and not self._learned_conns and not self.resolver.address_count
-        for conn in self.sockets.connections():
+        static_only = (not hits and not state.learned and not self._learned_conns and not self.resolver.address_count
+                       and not (client is not None and client.active))
+        # kept for the scan: the network collector counts connections to configured proxies
+        self.connections = conns = self.sockets.connections()
+        for conn in conns:
             if static_only:
                 evidence = self._static_evidence(conn.remote)
                 if not evidence:
@@ -243,7 +261,8 @@ class PoolMonitor:
                 matches.append(PoolConnection(conn, [(hit.evidence, hit.pool, hit.detail)]))
         if stale and self.sniffer is not None:
             self.sniffer.forget(stale)
-        for lookup in state.lookups:
+        lookups = state.lookups if client is None else state.lookups + client.lookups()
+        for lookup in lookups:
             kind = "dns_query" if lookup.strong else "lookup"
             conn = Conn(lookup.client, lookup.server, "dns", pid=lookup.pid)
             matches.append(PoolConnection(conn, [(kind, lookup.pool, lookup.detail)]))

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 KINDS = ("settings", "patterns", "ioc_files", "shipped_data")
 MAX_IOC_BYTES = 256 << 20  # past this an IOC file is hashed by its first bytes and its size
 _NOT_SETTINGS = ("file", "where")  # where the config was read from, not what it says
-_SHIPPED = (data.POOLS, data.POOL_PORTS, data.EXE_PATTERNS)
+_SHIPPED = (data.POOLS, data.POOL_PORTS, data.EXE_PATTERNS, data.VENDOR_EXCLUSIONS, data.WINDOWS_NAMES)
 
 
 def canonical(value) -> object:

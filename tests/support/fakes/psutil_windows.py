@@ -25,6 +25,21 @@ What each call answers follows psutil 7.2.2's `_pswindows.py` and `arch/windows/
 - times are FILETIME counts of 100 ns, converted with psutil's own arithmetic (`HI_T`, `LO_T`).
 - a pid no longer running answers NoSuchProcess; environment keys come upper-cased.
 
+The deeper reads the busy probe makes (`_pswindows.py` again):
+- `io_counters()`: GetProcessIoCounters (read, write, other: counts and bytes; file, device and
+  network I/O together), else the NtQuerySystemInformation fallback: any process.
+- `num_ctx_switches()`: always NtQuerySystemInformation, the sum of its threads' switches as
+  `voluntary` (Windows does not tell them apart), `involuntary` 0.
+- `threads()`: OpenThread(THREAD_QUERY_INFORMATION) on each thread: refused for pid 0 and
+  protected processes (AccessDenied).
+- `net_connections(kind)`: the system's TCP tables filtered by pid, no OpenProcess: any running
+  process; `fd` is -1; `connections()` is psutil's deprecated alias (DeprecationWarning).
+- `memory_maps()`: VirtualQueryEx and GetMappedFileName: mapped files only (an anonymous
+  VirtualAlloc, large pages or not, is not listed), refused unless "all".
+- `memory_info().private`: committed private bytes (`private`, the working set when not given).
+- `open_files()`: the handles' paths (PROCESS_DUP_HANDLE, refused unless "all"), only those the
+  service sees as regular files; one it may not stat makes the whole call AccessDenied.
+
 `WinProcess.fail` injects what this backend does not do on its own (the AccessDenied macOS
 answers from `cpu_times()` for other users' processes, or a future psutil without fallback):
 method name -> psutil exception class, raised as psutil's wrappers raise it.
@@ -35,10 +50,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import ntpath
+import socket
 import types
+import warnings
 from collections import namedtuple
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import psutil
 
@@ -48,9 +65,20 @@ SYSTEM_ACCOUNT = "NT AUTHORITY\\SYSTEM"
 
 # psutil's Windows named tuples (psutil/_ntuples.py): the Linux ones have other fields.
 pcputimes = namedtuple("pcputimes", ("user", "system", "children_user", "children_system"))
+popenfile = namedtuple("popenfile", ("path", "fd"))  # fd is -1 on Windows
 pmem = namedtuple("pmem", ("rss", "vms", "num_page_faults", "peak_wset", "wset", "peak_paged_pool",
                            "paged_pool", "peak_nonpaged_pool", "nonpaged_pool", "pagefile",
                            "peak_pagefile", "private"))
+pio = namedtuple("pio", ("read_count", "write_count", "read_bytes", "write_bytes", "other_count", "other_bytes"))
+pctxsw = namedtuple("pctxsw", ("voluntary", "involuntary"))
+pthread = namedtuple("pthread", ("id", "user_time", "system_time"))
+pconn = namedtuple("pconn", ("fd", "family", "type", "laddr", "raddr", "status"))
+addr = namedtuple("addr", ("ip", "port"))
+pmmap_grouped = namedtuple("pmmap_grouped", ("path", "rss"))
+pmmap_ext = namedtuple("pmmap_ext", ("addr", "perms", "path", "rss"))
+# psutil's connection kinds (_common.conn_tmap) that hold TCP sockets; the other kinds list none here
+_TCP_KINDS = {"all", "tcp", "tcp4", "tcp6", "inet", "inet4", "inet6"}
+_KINDS = _TCP_KINDS | {"udp", "udp4", "udp6"}
 
 
 def filetime(unix_seconds: float) -> int:
@@ -83,6 +111,15 @@ class WinProcess:
     account: Tuple[str, str] = ("NT AUTHORITY", "SYSTEM")
     access: str = "all"  # what OpenProcess grants: "all", "limited" (protected), "none"
     fail: Dict[str, type] = field(default_factory=dict)  # injected: method name -> psutil exception class
+    # the deeper reads (see the module's docstring)
+    io: Tuple[int, int, int, int, int, int] = (0, 0, 0, 0, 0, 0)  # pio's fields, in its order
+    ctx_switches: int = 0
+    thread_times: Dict[int, Tuple[int, int]] = field(default_factory=dict)  # tid -> (user, kernel) 100 ns
+    # (local (ip, port), remote (ip, port) or (), status as psutil names it, family)
+    connections: List[Tuple[Any, ...]] = field(default_factory=list)
+    private: Optional[int] = None  # committed private bytes; None: the working set
+    mapped_files: List[Tuple[str, int]] = field(default_factory=list)  # (path, resident bytes) per region
+    open_files: List[str] = field(default_factory=list)  # files it holds open ("C:\\..."), see `open_files()`
 
 
 def system_processes(boot: float) -> List[WinProcess]:
@@ -303,12 +340,86 @@ class _Process:
         return self._proc_info()[3]
 
     def memory_info(self):
-        self._check("memory_info")
+        proc = self._check("memory_info")
         try:
             wset = self._open("limited").wset
         except psutil.AccessDenied:
             wset = self._proc_info()[4]
-        return pmem(wset, wset, 0, wset, wset, 0, 0, 0, 0, wset, wset, wset)
+        private = wset if proc.private is None else proc.private
+        # psutil: rss is the working set, vms the pagefile (commit) usage
+        return pmem(wset, private, 0, wset, wset, 0, 0, 0, 0, private, private, private)
+
+    def io_counters(self):
+        proc = self._check("io_counters")
+        try:
+            self._open("limited")
+        except psutil.AccessDenied:
+            self._proc_info()  # the fallback: same counters, any process
+        return pio(*proc.io)
+
+    def num_ctx_switches(self):
+        proc = self._check("num_ctx_switches")
+        self._proc_info()
+        return pctxsw(proc.ctx_switches, 0)
+
+    def threads(self):
+        proc = self._check("threads")
+        if self._pid == 0:
+            raise psutil.AccessDenied(0, self._name, msg="forced for PID 0")
+        self._open("all")  # OpenThread(THREAD_QUERY_INFORMATION) on each: refused when protected
+        times = proc.thread_times or {self._pid + 4 * i: ((proc.user_time, proc.kernel_time) if i == 0 else (0, 0))
+                                      for i in range(proc.threads)}
+        return [pthread(tid, _seconds(user), _seconds(kernel)) for tid, (user, kernel) in times.items()]
+
+    def net_connections(self, kind='inet'):
+        if kind not in _KINDS:
+            raise ValueError(f"invalid kind argument {kind!r}; valid ones are: {sorted(_KINDS)}")
+        proc = self._check("net_connections")
+        if kind not in _TCP_KINDS:
+            return []
+        out = []
+        for conn in proc.connections:
+            local, remote, status = conn[:3]
+            family = conn[3] if len(conn) > 3 else socket.AF_INET
+            if (kind.endswith("4") and family != socket.AF_INET) or (kind.endswith("6") and family != socket.AF_INET6):
+                continue
+            out.append(pconn(-1, family, socket.SOCK_STREAM, addr(*local), addr(*remote) if remote else (), status))
+        return out
+
+    def connections(self, kind="inet"):
+        warnings.warn("connections() is deprecated and will be removed; use net_connections() instead",
+                      category=DeprecationWarning, stacklevel=2)
+        return self.net_connections(kind=kind)
+
+    def memory_maps(self, grouped=True):
+        proc = self._check("memory_maps")
+        self._open("all")  # PROCESS_QUERY_INFORMATION | PROCESS_VM_READ
+        if not grouped:
+            return [pmmap_ext(hex(0x7FF000000000 + (i << 20)), "r-x", path, rss)
+                    for i, (path, rss) in enumerate(proc.mapped_files)]
+        summed: Dict[str, int] = {}
+        for path, rss in proc.mapped_files:
+            summed[path] = summed.get(path, 0) + rss
+        return [pmmap_grouped(path, rss) for path, rss in summed.items()]
+
+    def open_files(self):
+        """Handles read with PROCESS_DUP_HANDLE | PROCESS_QUERY_INFORMATION; psutil keeps only
+        paths that are regular files (`isfile_strict`: os.stat as the service sees them), and a
+        PermissionError there becomes AccessDenied for the whole call (`wrap_exceptions`)."""
+        proc = self._check("open_files")
+        if self._pid in (0, 4):
+            return []
+        self._open("all")
+        out = []
+        for path in proc.open_files:
+            try:
+                self._host.stat(path)
+            except PermissionError:
+                raise self._denied() from None
+            except OSError:
+                continue
+            out.append(popenfile(path, -1))
+        return out
 
     def is_running(self):
         return self._host.processes.get(self._pid) is self._proc

@@ -3,7 +3,7 @@
 pywin32 does not install on Linux. `FakeWindows` is the machine (services, LSA rights, accounts,
 event log channels, what was written to the Event Log) and `modules(machine)` builds modules named
 and shaped like pywin32's: win32service, win32serviceutil, servicemanager, win32evtlog,
-win32security, winerror, pywintypes. Only names minerwatch uses are here, each with pywin32's
+win32security, winerror, pywintypes, win32inet. Only names minerwatch uses are here, each with pywin32's
 parameter names (tests/test_windows_api.py checks them against the `types-pywin32` stubs, and the
 constants against the stubs' values where they carry them, else the Windows SDK's).
 
@@ -92,6 +92,10 @@ class FakeWindows:
     sources: Dict[str, str] = field(default_factory=dict)  # registered event sources
     status_reports: List[tuple] = field(default_factory=list)  # SetServiceStatus calls
     open_handles: int = 0
+    disabled_channels: set = field(default_factory=set)  # channels that exist but are not enabled
+    # WinHttpGetDefaultProxyConfiguration's answer: (dwAccessType, lpszProxy, lpszProxyBypass);
+    # 1 WINHTTP_ACCESS_TYPE_NO_PROXY, 3 WINHTTP_ACCESS_TYPE_NAMED_PROXY
+    winhttp_proxy: tuple = (1, None, None)
 
     def add_service(self, service: FakeService) -> None:
         self.services[service.name.casefold()] = service
@@ -120,7 +124,7 @@ WIN32SERVICE = dict(
 WIN32EVTLOG = dict(
     EVENTLOG_ERROR_TYPE=0x1, EVENTLOG_WARNING_TYPE=0x2, EVENTLOG_INFORMATION_TYPE=0x4,
     EvtQueryChannelPath=0x1, EvtQueryFilePath=0x2, EvtQueryForwardDirection=0x100, EvtQueryReverseDirection=0x200,
-    EvtRenderEventXml=1,
+    EvtRenderEventXml=1, EvtChannelConfigEnabled=0,
 )
 WIN32SECURITY = dict(POLICY_VIEW_LOCAL_INFORMATION=0x1, POLICY_LOOKUP_NAMES=0x800)
 WINERROR = dict(
@@ -272,10 +276,31 @@ def modules(machine: FakeWindows) -> Dict[str, types.ModuleType]:
             raise error(1734, "ReportEvent", "The array bounds are invalid.")
         machine.written.append((EventLog.target, Type, Category, EventID, strings))
 
+    def EvtOpenChannelConfig(ChannelPath, Session=None, Flags=0):
+        check("EvtOpenChannelConfig")
+        if ChannelPath not in machine.channels:
+            _fail(15007, "EvtOpenChannelConfig")
+        return _Handle("channel_config", ChannelPath)
+
+    def EvtGetChannelConfigProperty(ChannelConfig, PropertyId, Flags=0):
+        if ChannelConfig.kind != "channel_config" or ChannelConfig.closed:
+            _fail(6, "EvtGetChannelConfigProperty")
+        if PropertyId != WIN32EVTLOG["EvtChannelConfigEnabled"]:
+            raise NotImplementedError(PropertyId)
+        return ChannelConfig.target not in machine.disabled_channels, 13  # (value, EvtVarTypeBoolean)
+
     win32evtlog = _module("win32evtlog", WIN32EVTLOG, dict(
         EvtQuery=EvtQuery, EvtNext=EvtNext, EvtRender=EvtRender, RegisterEventSource=RegisterEventSource,
         DeregisterEventSource=DeregisterEventSource, ReportEvent=ReportEvent,
+        EvtOpenChannelConfig=EvtOpenChannelConfig, EvtGetChannelConfigProperty=EvtGetChannelConfigProperty,
     ))
+
+    # -- win32inet ---------------------------------------------------------------------------------
+    def WinHttpGetDefaultProxyConfiguration():
+        check("WinHttpGetDefaultProxyConfiguration")
+        return tuple(machine.winhttp_proxy)
+
+    win32inet = _module("win32inet", {}, dict(WinHttpGetDefaultProxyConfiguration=WinHttpGetDefaultProxyConfiguration))
 
     # -- servicemanager (the C side of a pywin32 service) --------------------------------------------
     def RegisterServiceCtrlHandler(serviceName, callback, extra_args=False, /):
@@ -372,7 +397,7 @@ def modules(machine: FakeWindows) -> Dict[str, types.ModuleType]:
     return {
         "win32service": win32service, "win32security": win32security, "win32evtlog": win32evtlog,
         "servicemanager": servicemanager, "win32serviceutil": win32serviceutil, "pywintypes": pywintypes,
-        "winerror": winerror,
+        "winerror": winerror, "win32inet": win32inet,
     }
 
 
@@ -435,3 +460,26 @@ def _filter(events: List[str], query: Optional[str]) -> List[str]:
         if (not ids or event_id in ids) and record > floor:
             out.append(xml)
     return out
+
+
+def dns_event_xml(record_id: int, name: str, results: str = "", status: int = 0, pid: Optional[int] = 4242,
+                  time: str = "2026-11-30T09:00:00.0000000Z", event_id: int = 3008,
+                  user_sid: str = "S-1-5-21-1-2-3-1107") -> str:
+    """A Microsoft-Windows-DNS-Client/Operational event as the Event Log renders it: 3008 (query
+    completed) carries QueryName, QueryType, QueryOptions, QueryStatus and QueryResults, and the
+    asking process in System/Execution."""
+    from xml.sax.saxutils import escape, quoteattr
+
+    data = {"QueryName": name, "QueryType": "1", "QueryOptions": "140737488355328",
+            "QueryStatus": str(status), "QueryResults": results}
+    items = "".join(f"<Data Name={quoteattr(k)}>{escape(v)}</Data>" for k, v in data.items())
+    execution = f"<Execution ProcessID='{pid}' ThreadID='5120'/>" if pid is not None else ""
+    return (
+        f"<Event xmlns='{_NS}'><System><Provider Name='Microsoft-Windows-DNS-Client' "
+        f"Guid='{{1c95126e-7eea-49a9-a3fe-a378b03ddb4d}}'/>"
+        f"<EventID>{event_id}</EventID><Version>0</Version><Level>4</Level><Task>0</Task><Opcode>0</Opcode>"
+        f"<Keywords>0x8000000000000000</Keywords><TimeCreated SystemTime='{time}'/>"
+        f"<EventRecordID>{record_id}</EventRecordID><Correlation/>{execution}"
+        f"<Channel>Microsoft-Windows-DNS-Client/Operational</Channel><Computer>PC-0417.ministry.local</Computer>"
+        f"<Security UserID='{user_sid}'/></System><EventData>{items}</EventData></Event>"
+    )

@@ -6,6 +6,8 @@
 - EnumValue(key, index) -> (name, data, type); OSError (winerror 259) past the last value.
 - QueryInfoKey(key) -> (subkeys, values, last_modified in 100 ns since 1601).
 - QueryValueEx(key, value_name) -> (data, type); FileNotFoundError (winerror 2) for no such value.
+- EnumKey(key, index) -> the name of a subkey; OSError (winerror 259) past the last one.
+  HKEY_USERS is a root as HKEY_LOCAL_MACHINE is (paths "HKU\\<SID>\\...").
 The tests build the registry with set_value / delete_value / deny, and read `opened` to check
 the access flags used.
 """
@@ -15,13 +17,14 @@ from __future__ import annotations
 from typing import Dict, List, Set, Tuple
 
 HKEY_LOCAL_MACHINE = 0x80000002
+HKEY_USERS = 0x80000003
 KEY_READ = 0x20019
 KEY_WOW64_64KEY = 0x0100
 KEY_WOW64_32KEY = 0x0200
 REG_SZ = 1
 REG_DWORD = 4
 
-_ROOTS = {HKEY_LOCAL_MACHINE: "HKLM"}
+_ROOTS = {HKEY_LOCAL_MACHINE: "HKLM", HKEY_USERS: "HKU"}
 _EPOCH_1601 = 116444736000000000  # 1970-01-01 in 100 ns units since 1601
 
 
@@ -49,6 +52,7 @@ class FakeRegistry:
     """One instance is the module: pass it wherever `winreg` is expected."""
 
     HKEY_LOCAL_MACHINE = HKEY_LOCAL_MACHINE
+    HKEY_USERS = HKEY_USERS
     KEY_READ = KEY_READ
     KEY_WOW64_64KEY = KEY_WOW64_64KEY
     KEY_WOW64_32KEY = KEY_WOW64_32KEY
@@ -60,6 +64,7 @@ class FakeRegistry:
         self._keys: Dict[str, Dict[str, Tuple[object, int]]] = {}  # folded path -> name -> (data, type)
         self._modified: Dict[str, int] = {}
         self._denied: Set[str] = set()
+        self._names: Dict[str, str] = {}  # folded path -> the key's own name as written
         self._clock = _EPOCH_1601 + 17_000_000_000_000_000
         self.opened: List[Tuple[str, int]] = []  # (path, access) of every OpenKey
 
@@ -70,6 +75,7 @@ class FakeRegistry:
             folded = "\\".join(parts[:i]).casefold()
             if folded not in self._keys:
                 self._keys[folded] = {}
+                self._names[folded] = parts[i - 1]
                 self._touch(folded)
 
     def set_value(self, path: str, name: str, data=0, type: int = REG_DWORD) -> None:
@@ -102,7 +108,7 @@ class FakeRegistry:
             raise _winerror(OSError, 6, 9, "The handle is invalid")
         self.opened.append((path, access))
         folded = path.casefold()
-        if folded not in self._keys and folded != "hklm":
+        if folded not in self._keys and folded not in ("hklm", "hku"):
             raise _winerror(FileNotFoundError, 2, 2, "The system cannot find the file specified")
         if folded in self._denied:
             raise _winerror(PermissionError, 5, 13, "Access is denied")
@@ -115,6 +121,17 @@ class FakeRegistry:
             raise _winerror(OSError, 259, 22, "No more data is available")
         name, (data, type_) = values[index]
         return name, data, type_
+
+    def EnumKey(self, key: HKEYType, index: int) -> str:
+        self._check_open(key)
+        folded = key.path.casefold()
+        names = []  # subkey names as created, in creation order
+        for path in self._keys:
+            if path.startswith(folded + "\\") and "\\" not in path[len(folded) + 1:]:
+                names.append(self._names.get(path, path[len(folded) + 1:]))
+        if not 0 <= index < len(names):
+            raise _winerror(OSError, 259, 22, "No more data is available")
+        return names[index]
 
     def QueryInfoKey(self, key: HKEYType) -> Tuple[int, int, int]:
         self._check_open(key)
