@@ -26,10 +26,13 @@ from support.wallets import MONERO_WALLET
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def generate_rules(tmp: Path) -> Path:
-    """The shipped rules, generated from the shipped config with a 1 s evaluation interval."""
+def generate_rules(tmp: Path, every_for: str = "") -> Path:
+    """The shipped rules, generated from the shipped config with a 1 s evaluation interval (and
+    every alert's `for`, KeepFiringFor aside, at `every_for` when given)."""
     config = yaml.safe_load((ROOT / "rules/config/minerwatch.yml").read_text())
     config["evaluationInterval"] = config["slowEvaluationInterval"] = "1s"
+    if every_for:
+        config.update({key: every_for for key in config if key.endswith("For") and not key.endswith("KeepFiringFor")})
     (tmp / "config.yml").write_text(yaml.safe_dump(config))
     out = tmp / "rules"
     out.mkdir()

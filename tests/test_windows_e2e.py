@@ -20,8 +20,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -36,6 +34,7 @@ from support.promtool import check_metrics
 from support.repo import FIXTURES, ROOT
 from support.servers import Prometheus
 from support.windows_host import fixture_config
+from test_e2e_alerting import generate_rules as e2e_generate_rules
 from test_golden import NOT_ON_FIXTURE, readme_rows
 
 COLLECTORS = ("process", "antivirus", "windows", "tuning")
@@ -167,18 +166,7 @@ def test_readme_metrics_tables_cover_the_windows_desks():
 # -- 2. a real Prometheus with the shipped rules --------------------------------------------------------
 def generate_rules(tmp: Path) -> Path:
     """The shipped rules from the shipped config, evaluated every second, every `for` at FOR."""
-    config = yaml.safe_load((ROOT / "rules/config/minerwatch.yml").read_text())
-    config["evaluationInterval"] = "1s"
-    config["slowEvaluationInterval"] = "1s"
-    for key in config:
-        if key.endswith("For") and not key.endswith("KeepFiringFor"):
-            config[key] = FOR
-    (tmp / "config.yml").write_text(yaml.safe_dump(config))
-    out = tmp / "rules"
-    out.mkdir()
-    subprocess.run([sys.executable, str(ROOT / "rules/generate.py"), "--config", str(tmp / "config.yml"),
-                    "--out", str(out)], check=True)
-    return out
+    return e2e_generate_rules(tmp, every_for=FOR)
 
 
 def alert_names(rules: Path) -> set:
