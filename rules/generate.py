@@ -28,9 +28,8 @@ nature (peers, fleet coverage, tamper, energy: long `for`, long windows, whole-f
 source puts its rules in the slow tier with a top-level `tier: slow`, one rule with its own
 `tier: slow` (or `tier: fast` against its source's). Within a group a recording rule comes after
 the rules it reads; a fast rule may not read a slow recorded series (that would slow a page).
-Every alert
-gets runbook_url = runbookUrlBase + lowercase alert name + ".md" and, unless its source sets
-one, dashboard_url = hostDashboardUrl.
+Every alert gets runbook_url = runbookUrlBase + lowercase alert name + ".md" and, unless its
+source sets one, dashboard_url = hostDashboardUrl.
 
 `--set key=value` overrides a config value without editing the config (nested keys with dots,
 the value read as YAML), e.g. --set runbookUrlBase=https://wiki.ministry.local/minerwatch/

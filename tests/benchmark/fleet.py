@@ -61,6 +61,11 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(x) for x in fields[11:13]) / TICK
 
 
+def _top(counts: Dict[str, int], n: int = 4) -> str:
+    """The alerts that created the most series, for the table: "Name 12, Other 3"."""
+    return ", ".join(f"{name} {count}" for name, count in list(counts.items())[:n]) or "-"
+
+
 def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -269,8 +274,13 @@ def run_size(hosts: int, args, shape: Path, workdir: Path, site: Site) -> Dict[s
         created_pid = {k: sum(1 for s in pid_created if s[0] == k) for k in count}
         # Alert series (ALERTS, ALERTS_FOR_STATE) are created once per alert episode, not per day:
         # counted apart, not extrapolated.
-        alerts_created = len(prometheus.seen('{__name__=~"ALERTS|ALERTS_FOR_STATE"}', t1, t2)
-                             - prometheus.seen('{__name__=~"ALERTS|ALERTS_FOR_STATE"}', t0, t1))
+        new_alerts = (prometheus.seen('{__name__=~"ALERTS|ALERTS_FOR_STATE"}', t1, t2)
+                      - prometheus.seen('{__name__=~"ALERTS|ALERTS_FOR_STATE"}', t0, t1))
+        alerts_created = len(new_alerts)
+        by_alert: Dict[str, int] = {}
+        for _, labels in new_alerts:
+            name = dict(labels).get("alertname", "")
+            by_alert[name] = by_alert.get(name, 0) + 1
         down = prometheus.query("count(up == 0)")
         missed = sum(pick(after, "prometheus_rule_group_iterations_missed_total")) - sum(
             pick(before, "prometheus_rule_group_iterations_missed_total"))
@@ -288,6 +298,7 @@ def run_size(hosts: int, args, shape: Path, workdir: Path, site: Site) -> Dict[s
             "global_view_per_host": {k: carried.get(k, 0) / count[k] for k in count},
             "created_pid_per_host_day": {k: created_pid.get(k, 0) / count[k] * per_day for k in count},
             "tsdb_created_in_window": tsdb_created, "alert_series_created_in_window": alerts_created,
+            "alert_series_created_by_alert": dict(sorted(by_alert.items(), key=lambda kv: -kv[1])),
             "tsdb_created_per_host_day": (tsdb_created - alerts_created) / hosts * per_day,
             "head_series": pick(after, "prometheus_tsdb_head_series")[0],
             "rule_group_median_s": medians,
@@ -340,6 +351,8 @@ def rows(b: dict, a: dict) -> List[tuple]:
                 f"{b['tsdb_created_per_host_day']:.0f}", f"{a['tsdb_created_per_host_day']:.0f}"))
     out.append(("alert series created in the window", str(b["alert_series_created_in_window"]),
                 str(a["alert_series_created_in_window"])))
+    out.append(("  by alert", _top(b.get("alert_series_created_by_alert", {})),
+                _top(a.get("alert_series_created_by_alert", {}))))
     out.append(("head series", f"{b['head_series']:.0f}", f"{a['head_series']:.0f}"))
     out.append(("rule evaluation per 15 s round, all groups (ms)", f"{b['rule_s_per_15s_round'] * 1000:.0f}",
                 f"{a['rule_s_per_15s_round'] * 1000:.0f}"))
