@@ -94,11 +94,18 @@ def test_config_hashes_follow_the_config_and_ioc_files(tmp_path, exporter):
 
 def test_collectors_turned_off_by_flag_are_reported(exporter):
     samples = exporter("--no-collector.gpu", "--no-collector.antivirus").scrape()
-    enabled = {l["collector"]: v for l, v in samples["minerwatch_scrape_collector_enabled"]}
-    assert enabled["gpu"] == 0 and enabled["antivirus"] == 0
-    assert enabled["process"] == 1 and enabled["network"] == 1 and enabled["host"] == 1
+    disabled = {l["collector"]: v for l, v in samples["minerwatch_scrape_collector_disabled"]}
+    assert disabled == {"gpu": 1, "antivirus": 1}  # only those turned off: nothing stored for the rest
     running = {l["collector"] for l, _ in samples["minerwatch_scrape_collector_success"]}
-    assert {name for name, v in enabled.items() if v == 1} == running
+    assert {"process", "network", "host"} <= running and not running & set(disabled)
+    # the Windows collector does not apply on this Linux host: neither run nor reported as off
+    assert "windows" not in running | set(disabled)
+
+
+def test_a_desk_running_every_collector_stores_no_disabled_series(exporter):
+    samples = exporter().scrape()
+    assert not samples.get("minerwatch_scrape_collector_disabled")
+    assert "windows" not in {l["collector"] for l, _ in samples["minerwatch_scrape_collector_success"]}
 
 
 def test_a_name_only_allowlist_entry_stops_start_up_with_file_and_line(tmp_path):

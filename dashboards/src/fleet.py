@@ -96,7 +96,7 @@ def _top(knobs: Knobs) -> list:
     suspects = F("minerwatch_process_suspects")
     busy = _off_hours(F("instance:minerwatch_host_cpu_busy:ratio_rate5m"))
     suspect_cpu = _off_hours(F("instance_pid:minerwatch_process_cpu_seconds:rate5m"))
-    group_cpu = _off_hours(F("instance_name:minerwatch_process_top_cpu_seconds:rate5m"))
+    group_cpu = _off_hours(f"rate({F('minerwatch_process_top_cpu_seconds_total')}[$__rate_interval])")
     gpu_energy = _off_hours(f"rate({F('minerwatch_gpu_energy_joules_total')}[$__rate_interval])")
     window = "[$__range:$__interval]"
     return [

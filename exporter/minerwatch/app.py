@@ -53,8 +53,13 @@ def enabled_collectors(options: Options) -> List[str]:
     names = []
     for name, cls in available().items():
         default = cls.default_enabled and not options.disable_defaults
-        if options.collectors.get(name, default):
-            names.append(name)
+        if not options.collectors.get(name, default):
+            continue
+        if not cls.applies():
+            if options.collectors.get(name):
+                log.warning("collector %s asked for but not available on this host; not run", name)
+            continue
+        names.append(name)
     return names
 
 

@@ -3,11 +3,24 @@ real Prometheus with the site config of a git revision (--before, default HEAD) 
 working tree's, at 1,000, 5,000 and 10,000 desks, printed side by side.
 
 "Site config" is what deploy/prometheus/prometheus.yml of that tree sets for the minerwatch job
-(scrape and rule intervals, metric_relabel_configs) and the generated rules of
-its rules/ (minerwatch.rules.yml, minerwatch.alerts.yml, their groups and intervals as written);
-the revision's files come from `git archive` into a temporary folder, removed at the end. The
-simulated exporters are the same for both (their shape learnt once from this checkout's real
-`minerwatch serve`), so the difference is the server side alone.
+(scrape and rule intervals, metric_relabel_configs) and the rules of its rules/ (the files that
+prometheus.yml names, minerwatch.rules.yml and minerwatch.alerts.yml, their groups and intervals
+as written); the revision's files come from `git archive` into a temporary folder, removed at the
+end. Each side's simulated desks copy the output of that side's own exporter (a real `minerwatch
+serve` of the revision's exporter/, and of this checkout's, each scraped once), so a change that
+exports fewer series counts too; the process model is the same for both.
+
+The rules are not the pre-generated files but each tree's rules regenerated into a temporary
+folder by that tree's own rules/generate.py, with the office calendar of the simulated site
+(site="sim") pinned by `--hours` (--set officeHours.sites.sim=...): otherwise
+instance:minerwatch_off_hours:bool follows the wall clock and the figures the time of day (off
+hours, the busy desks fire per-desk off-hours warnings whose alert state and templates cost rule
+time). `--hours office` (default): office time every day, all day: start 00:00, end 23:59 (the
+generator takes no 24:00, so one minute a day stays off hours), every day, no holidays, and a UTC
+offset chosen at the start so that the site's local midnight has just passed: that minute is
+23 h 58 min away. `--hours off`: no office day (days []), off hours all the time. Each run checks
+that the recorded instance:minerwatch_off_hours:bool of the simulated desks stayed 0 (office) or 1
+(off) over the warm-up and the window, and stops otherwise.
 
 Run it through fleet.sh. Everything listens on and talks to 127.0.0.1 only; every process started
 here is stopped by its PID on the way out. It prints, per fleet size and side: active series per
@@ -35,7 +48,7 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -46,6 +59,8 @@ import fleetsim  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 KINDS = ("idle", "busy")
+HOURS = ("office", "off")
+SIM_SITE = "sim"  # the `site` label of every simulated desk
 
 
 def free_port() -> int:
@@ -94,26 +109,77 @@ def seconds(duration: str) -> float:
     return total
 
 
-def site_of(tree: Path, label: str) -> Site:
+def hours_calendar(hours: str, now: datetime.datetime = None) -> dict:
+    """The office calendar that pins site "sim" to office time (`office`) or off hours (`off`)
+    whatever the clock, as rules/generate.py reads officeHours.sites.<site> (SITE_KEYS).
+
+    generate.py takes "HH:MM" up to 23:59 and end > start, so a day's window is at most
+    00:00-23:59: the minute 23:59 local stays off hours. For `office` the UTC offset (a fraction of
+    an hour works) is chosen so that the local time at `now` is 00:01: that minute is then
+    23 h 58 min away, longer than any run. `off`: no office day at all (days [] is vector(0))."""
+    if hours == "off":
+        return {"utcOffsetHours": 0, "start": "00:00", "end": "23:59", "days": [], "holidays": []}
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    utc_minute = now.hour * 60 + now.minute
+    offset = (1 - utc_minute) % 1440  # minutes to add to UTC for local 00:01
+    if offset > 14 * 60:  # generate.py takes -12..14 hours
+        offset -= 1440
+    return {"utcOffsetHours": round(offset / 60, 6), "start": "00:00", "end": "23:59",
+            "days": [0, 1, 2, 3, 4, 5, 6], "holidays": []}
+
+
+def hours_setting(calendar: dict) -> str:
+    """The --set of rules/generate.py for `calendar` (JSON is YAML; the whole mapping replaces any
+    calendar the config has for the site, every key given so that nothing is inherited)."""
+    return f"officeHours.sites.{SIM_SITE}={json.dumps(calendar)}"
+
+
+def describe_hours(hours: str, calendar: dict) -> str:
+    if hours == "off":
+        return f'hours off (site {SIM_SITE}: no office day, off hours all the time)'
+    minutes = round(calendar["utcOffsetHours"] * 60)
+    return (f"hours office (site {SIM_SITE}: office every day 00:00-23:59 at UTC{'-' if minutes < 0 else '+'}"
+            f"{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}, local midnight just passed, no holidays)")
+
+
+def regenerate(rules_dir: Path, out: Path, setting: str, who: str) -> Path:
+    """`rules_dir`'s rules generated by its own generate.py into `out`, with --set `setting`."""
+    out.mkdir(parents=True)
+    done = subprocess.run([sys.executable, str(rules_dir / "generate.py"), "--out", str(out), "--set", setting],
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{who}: {rules_dir}/generate.py --set {setting!r} failed (a revision older than "
+                         f"per-site calendars?):\n{done.stderr.strip()}")
+    return out
+
+
+def site_of(tree: Path, label: str, rules_dir: Path = None) -> Site:
     """The site config of a checkout (or an archive of one) at `tree`: the shipped
-    deploy/prometheus/prometheus.yml, its rule files taken from the tree's rules/."""
+    deploy/prometheus/prometheus.yml, its rule files taken from `rules_dir` (default the tree's
+    rules/)."""
     import yaml
 
+    rules_dir = rules_dir or tree / "rules"
     config = yaml.safe_load((tree / "deploy/prometheus/prometheus.yml").read_text())
     glob = config.get("global", {})
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "minerwatch")
-    rules = [str(tree / "rules" / Path(f).name) for f in config.get("rule_files", [])]
+    rules = [str(rules_dir / Path(f).name) for f in config.get("rule_files", [])]
     missing = [f for f in rules if not Path(f).is_file()]
     if missing:
-        raise SystemExit(f"fleet: {label}: deploy/prometheus/prometheus.yml names rule files not in rules/: {missing}")
+        raise SystemExit(f"fleet: {label}: deploy/prometheus/prometheus.yml names rule files not in {rules_dir}: {missing}")
     interval = job.get("scrape_interval", glob.get("scrape_interval", "1m"))
     return Site(label, rules, interval, glob.get("evaluation_interval", "1m"), job.get("metric_relabel_configs") or [])
 
 
 def archive(rev: str, into: Path) -> Path:
-    """The deploy/ and rules/ of git revision `rev`, extracted into `into` (nothing else is touched)."""
+    """The deploy/, rules/, exporter/ and dashboards/ of git revision `rev` (what rules/generate.py
+    reads: rules/config/, rules/src/ and the dashboards' uids in dashboards/*.json; the exporter
+    whose output the simulated desks of that side copy), extracted into `into` (nothing else is
+    touched); dashboards/ only where the revision has one."""
     into.mkdir()
-    tar = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev, "deploy", "rules"],
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-tree", "--name-only", rev, "--", "dashboards"],
+                            capture_output=True, text=True).stdout.split()
+    tar = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev, "deploy", "rules", "exporter", *listed],
                          capture_output=True)
     if tar.returncode:
         raise SystemExit(f"fleet: --before {rev}: {tar.stderr.decode().strip()}")
@@ -252,6 +318,16 @@ def run_size(hosts: int, args, shape: Path, workdir: Path, site: Site) -> Dict[s
             for group, value in by_label(now, "prometheus_rule_group_last_duration_seconds", "rule_group").items():
                 rule_times.setdefault(group.rsplit(";", 1)[-1], []).append(value)
         after, t2 = prometheus.own(), time.time()
+        # The pinned calendar held: every simulated desk's off-hours flag was constant since start.
+        flag = f'instance:minerwatch_off_hours:bool{{site="{SIM_SITE}"}}'
+        span = f"{int(t2 - t0) + 10}s"
+        low = prometheus.query(f"min(min_over_time({flag}[{span}]))")
+        high = prometheus.query(f"max(max_over_time({flag}[{span}]))")
+        off_hours = [float(r[0]["value"][1]) if r else None for r in (low, high)]
+        expected = float(args.hours == "off")
+        if off_hours not in ([expected, expected], [None, None]):  # None: a tree without the flag
+            raise SystemExit(f"fleet: {site.label}: --hours {args.hours}, but instance:minerwatch_off_hours:bool "
+                             f"of site {SIM_SITE} went from {off_hours[0]} to {off_hours[1]}, not {expected:g} only")
         group_interval = {g.rsplit(";", 1)[-1]: v for g, v in
                           by_label(after, "prometheus_rule_group_interval_seconds", "rule_group").items()}
         slowest = sorted(((r["evaluationTime"], r["name"]) for g in prometheus.get("/api/v1/rules")["data"]["groups"]
@@ -289,7 +365,8 @@ def run_size(hosts: int, args, shape: Path, workdir: Path, site: Site) -> Dict[s
         per_day = 86400 / window
         medians = {g: sorted(v)[len(v) // 2] for g, v in rule_times.items() if v}
         result = {
-            "side": site.label, "hosts": hosts, "window_s": round(window, 1),
+            "side": site.label, "hosts": hosts, "window_s": round(window, 1), "hours": args.hours,
+            "off_hours_min_max": off_hours,
             "hosts_by_kind": count,
             "series_per_host": {k: active.get(k, 0) / count[k] for k in count},
             "own_per_host": {k: own.get(k, 0) / count[k] for k in count},
@@ -316,7 +393,9 @@ def run_size(hosts: int, args, shape: Path, workdir: Path, site: Site) -> Dict[s
         print(f"  {site.label}: series per idle / busy desk {result['series_per_host'].get('idle', 0):.1f} / "
               f"{result['series_per_host'].get('busy', 0):.1f}, created per desk per day "
               f"{result['tsdb_created_per_host_day']:.0f}, rules {result['rule_s_per_15s_round'] * 1000:.0f} ms "
-              f"per 15 s round, RSS {memory['VmRSS'] * 1024 / mib:.0f} MiB", flush=True)
+              f"per 15 s round, RSS {memory['VmRSS'] * 1024 / mib:.0f} MiB; "
+              + (f"off-hours flag of every desk {expected:g} throughout" if off_hours[0] is not None
+                 else "no instance:minerwatch_off_hours:bool recorded"), flush=True)
         return result
     finally:
         if prometheus:
@@ -324,12 +403,14 @@ def run_size(hosts: int, args, shape: Path, workdir: Path, site: Site) -> Dict[s
         stop(sim)
 
 
-def learn(workdir: Path) -> Path:
-    static, per_process = fleetsim.learn_shape(free_port())
-    path = workdir / "shape.json"
+def learn(workdir: Path, exporter: Optional[Path] = None, label: str = "") -> Path:
+    """The shape of a real `minerwatch serve` (of `exporter`, another checkout's exporter/, or
+    the installed one), written to workdir for fleetsim.py."""
+    static, per_process = fleetsim.learn_shape(free_port(), exporter)
+    path = workdir / f"shape{'-' + label if label else ''}.json"
     path.write_text(json.dumps({"static": [dataclasses.asdict(f) for f in static], "per_process": per_process}))
     series = sum(len(f.samples) for f in static)
-    print(f"shape from a real minerwatch serve: {series} series per host without a pid label "
+    print(f"{label + ': ' if label else ''}shape from a real minerwatch serve: {series} series per host without a pid label "
           f"({len(static)} families); per top-K process: {', '.join(per_process)}", flush=True)
     return path
 
@@ -375,6 +456,7 @@ def rows(b: dict, a: dict) -> List[tuple]:
 
 def report(pairs: List[tuple], args) -> None:
     print()
+    print(f"--hours {args.hours}: {describe_hours(args.hours, args.hours_calendar)}")
     print(f"| hosts | figure | before ({args.before}) | after (working tree) |")
     print("|---|---|---|---|")
     for b, a in pairs:
@@ -398,6 +480,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=40, help="seconds of scrapes before measuring (default 40)")
     parser.add_argument("--window", type=int, default=90, help="measured seconds per fleet size (default 90)")
     parser.add_argument("--busy-share", type=float, default=0.3, help="share of busy desktops (default 0.3)")
+    parser.add_argument("--hours", choices=HOURS, default="office",
+                        help="pin the simulated site's office calendar on both sides: office (default: office "
+                             "time all day, every day) or off (off hours all the time), whatever the clock")
     parser.add_argument("--json", help="write every figure to this file")
     defaults = fleetsim.Model()
     for f in dataclasses.fields(fleetsim.Model):
@@ -419,22 +504,29 @@ def main(argv=None) -> int:
         return 2
     version = subprocess.run(["prometheus", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
     results, pairs = [], []
+    args.hours_calendar = hours_calendar(args.hours)
+    setting = hours_setting(args.hours_calendar)
     with tempfile.TemporaryDirectory(prefix="minerwatch-fleet-") as tmp:
-        sides = [site_of(archive(args.before, Path(tmp) / "before"), "before"), site_of(ROOT, "after")]
+        before = archive(args.before, Path(tmp) / "before")
+        sides = [site_of(tree, label, regenerate(tree / "rules", Path(tmp) / f"{label}-rules", setting, "fleet"))
+                 for tree, label in ((before, "before"), (ROOT, "after"))]
         rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.before],
                              capture_output=True, text=True).stdout.strip()
         print(f"{datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, {platform.platform()}, "
               f"{version}; load average {os.getloadavg()[0]:.1f}; busy share {args.busy_share}, model "
-              f"{dataclasses.asdict(args.model)}; before = {args.before} "
-              f"({rev}), "
-              "after = the working tree", flush=True)
+              f"{dataclasses.asdict(args.model)}; {describe_hours(args.hours, args.hours_calendar)}; "
+              f"before = {args.before} ({rev}), after = the working tree", flush=True)
         for site in sides:
             print(f"{site.label}: scrape every {site.scrape_interval}, rules every {site.evaluation_interval} "
-                  f"(groups may set their own), {len(site.relabel)} metric_relabel_configs", flush=True)
-        shape = learn(Path(tmp))
+                  f"(groups may set their own), {len(site.relabel)} metric_relabel_configs; rules regenerated "
+                  f"by its rules/generate.py --set {setting!r}", flush=True)
+        # Each side's desks answer what its own exporter would: a change that exports fewer series
+        # shows as before and after too.
+        shapes = {"before": learn(Path(tmp), before / "exporter", "before"), "after": learn(Path(tmp), None, "after")}
         for hosts in (int(h) for h in args.hosts.split(",")):
             print(f"fleet of {hosts} hosts:", flush=True)
-            pair = tuple(run_size(hosts, args, shape, Path(tmp) / f"{site.label}-{hosts}", site) for site in sides)
+            pair = tuple(run_size(hosts, args, shapes[site.label], Path(tmp) / f"{site.label}-{hosts}", site)
+                         for site in sides)
             pairs.append(pair)
             results += pair
     report(pairs, args)

@@ -24,6 +24,7 @@ that change, every top-K process with the per-pid families: that is where pids c
 from __future__ import annotations
 
 import asyncio
+import os
 import heapq
 import random
 import subprocess
@@ -51,17 +52,19 @@ class Family:
     samples: List[Tuple[str, Dict[str, str], float]]  # (sample name, labels, value)
 
 
-def learn_shape(port: int) -> Tuple[List[Family], List[str]]:
+def learn_shape(port: int, exporter: Optional[Path] = None) -> Tuple[List[Family], List[str]]:
     """A real `minerwatch serve` (offline config, on 127.0.0.1:port) scraped once: the families
-    without a pid label, and the names of the per-process families a top-K process gets."""
+    without a pid label, and the names of the per-process families a top-K process gets.
+    `exporter`: the exporter/ folder of another checkout to run instead of the installed one."""
     from prometheus_client.parser import text_string_to_metric_families
 
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "minerwatch.yml"
         config.write_text("network:\n  resolve_max_names: 0\n")  # no DNS: 127.0.0.1 only
         log = open(Path(tmp) / "minerwatch.log", "w+")
+        env = dict(os.environ, PYTHONPATH=str(exporter)) if exporter else None
         proc = subprocess.Popen([sys.executable, "-m", "minerwatch", "serve", f"--web.listen-address=127.0.0.1:{port}",
-                                 f"--config.file={config}"], stdout=log, stderr=subprocess.STDOUT)
+                                 f"--config.file={config}"], stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             text = None
             for _ in range(600):  # up to a minute on a loaded machine

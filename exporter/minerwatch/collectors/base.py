@@ -41,6 +41,12 @@ class Collector:
     def __init__(self, context: "Context") -> None:
         self.context = context
 
+    @classmethod
+    def applies(cls) -> bool:
+        """False where what the collector reads cannot exist (Windows APIs on Linux): it is then
+        neither run nor reported, so a fleet stores no series for it."""
+        return True
+
     def collect(self) -> Iterable[Metric]:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -203,21 +209,23 @@ class CollectorRunner:
             yield from families
         yield duration
         yield success
-        yield self._enabled(slots)
+        yield self._disabled(slots)
 
     @staticmethod
-    def _enabled(slots: List["_Slot"]) -> Metric:
-        """Every registered collector, 1 if it runs: one turned off by a flag stays visible (it
-        reports no `_success` at all, so MinerwatchCollectorFailing cannot see it)."""
-        enabled = GaugeMetricFamily(
-            "minerwatch_scrape_collector_enabled",
-            "1 for each collector that runs, 0 for each known collector turned off (flags).",
+    def _disabled(slots: List["_Slot"]) -> Metric:
+        """1 for each collector turned off by a flag where it applies: it reports no `_success`
+        at all, so MinerwatchCollectorFailing cannot see it. Collectors that run are not listed
+        (their `_success` says they run): a fleet stores nothing for a desk that runs them all."""
+        disabled = GaugeMetricFamily(
+            "minerwatch_scrape_collector_disabled",
+            "1 for each collector turned off by a flag on this host; running collectors have a _success series instead.",
             labels=["collector"],
         )
         running = {slot.collector.name for slot in slots}
-        for name in sorted(set(_REGISTRY) | running):
-            enabled.add_metric([name], 1.0 if name in running else 0.0)
-        return enabled
+        for name, cls in sorted(_REGISTRY.items()):
+            if name not in running and cls.applies():
+                disabled.add_metric([name], 1.0)
+        return disabled
 
     def _start(self, slot: _Slot, deadline: float):
         """The job now running this collector for this scrape; None if it cannot run (stuck from

@@ -3,7 +3,7 @@ recovery settings, the facts a user who wants the exporter blind changes first.
 
 Exclusions in force are the antivirus collector's; this one adds when and by whom they changed,
 from Defender's event log, which also holds changes made while the exporter was stopped. Off
-Windows (no pywin32, no winreg) it exports nothing.
+Windows (no pywin32, no winreg) it does not run and is not reported.
 
 Sample output:
     minerwatch_windows_defender_tamper_protection_enabled 0
@@ -42,6 +42,10 @@ SERVICE_NAME = "minerwatch"
 class WindowsCollector(Collector):
     name = "windows"
     help = "Windows: Defender tamper and real-time protection, exclusion changes (event 5007), service recovery."
+
+    @classmethod
+    def applies(cls) -> bool:
+        return windows.load() is not None or registry_module() is not None
 
     def __init__(self, context: Context, win32=_AUTO, winreg=_AUTO, service_name: str = SERVICE_NAME):
         super().__init__(context)
