@@ -203,8 +203,10 @@ def _off_hours_expr(office, selector, errors):
         parts.append((f'up{{{selector}, site="{site}"}}', expr))
     others = f', site!~"{"|".join(_regex_literal(str(s)) for s in sites)}"' if sites else ""
     parts.append((f"up{{{selector}{others}}}", _calendar_expr(default, "officeHours", errors)))
+    # The calendar is one sample (vector(time()) arithmetic): added as a scalar, it costs one
+    # addition per target, not a label match per target as a join would.
     return "\nor\n".join(
-        f"(\n    0 * {series}\n  + on () group_left ()\n    {_indent(expr, '    ')}\n)" for series, expr in parts
+        f"(\n    0 * {series}\n  + scalar(\n    {_indent(expr, '    ')}\n  )\n)" for series, expr in parts
     )
 
 
