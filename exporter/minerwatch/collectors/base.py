@@ -176,6 +176,8 @@ class CollectorRunner:
         self._clock = clock
         self._slots = [_Slot(c) for c in collectors]
         self.context = context  # the configuration the collectors run with (config_hashes.py)
+        # the known collectors that can run here, asked once (applies() may try imports)
+        self._applicable = tuple(sorted(name for name, cls in _REGISTRY.items() if cls.applies()))
 
     @property
     def collectors(self) -> List[Collector]:
@@ -211,8 +213,7 @@ class CollectorRunner:
         yield success
         yield self._disabled(slots)
 
-    @staticmethod
-    def _disabled(slots: List["_Slot"]) -> Metric:
+    def _disabled(self, slots: List["_Slot"]) -> Metric:
         """1 for each collector turned off by a flag where it applies: it reports no `_success`
         at all, so MinerwatchCollectorFailing cannot see it. Collectors that run are not listed
         (their `_success` says they run): a fleet stores nothing for a desk that runs them all."""
@@ -222,8 +223,8 @@ class CollectorRunner:
             labels=["collector"],
         )
         running = {slot.collector.name for slot in slots}
-        for name, cls in sorted(_REGISTRY.items()):
-            if name not in running and cls.applies():
+        for name in self._applicable:
+            if name not in running:
                 disabled.add_metric([name], 1.0)
         return disabled
 
